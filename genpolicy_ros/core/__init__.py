@@ -1,0 +1,1 @@
+"""Numeric core: torch/numpy only. Nothing here may import rclpy or ROS message types."""

@@ -1,0 +1,91 @@
+"""Build script: works with colcon (ament_python) on ROS 2 Humble..Kilted and with plain pip.
+
+colcon installs console scripts into lib/genpolicy_ros (setup.cfg) so that
+`ros2 run genpolicy_ros policy_node` finds them; pip installs them on PATH.
+"""
+import os
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "genpolicy_ros"
+
+
+def _data_files():
+    files = [
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+    ]
+    for folder in ("launch", "config"):
+        found = [p for p in glob(f"{folder}/*") if os.path.isfile(p)]
+        if found:
+            files.append((f"share/{PACKAGE}/{folder}", found))
+    # models/<name>/{config.json, model.safetensors, ...}: keep the per-model folders.
+    for model_dir in sorted(glob("models/*")):
+        if os.path.isdir(model_dir):
+            found = [p for p in glob(f"{model_dir}/*") if os.path.isfile(p)]
+            if found:
+                files.append((f"share/{PACKAGE}/{model_dir}", found))
+    return files
+
+
+# The numeric core and training. torch is deliberately unpinned here (any >=2.1 works);
+# the Makefile installs the CPU build on machines without torch.
+INSTALL_REQUIRES = [
+    "numpy>=1.23",
+    "scipy>=1.9",
+    "torch>=2.1",
+    "safetensors>=0.4",
+    "tqdm>=4.60",
+    "matplotlib>=3.5",
+    "pyyaml>=5.4",
+]
+
+EXTRAS = {
+    # Inference backends (CPU). TensorRT / CUDA are imported lazily and never required.
+    "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
+    # Data, simulation and image conversion.
+    "data": ["rosbags>=0.9.20", "opencv-python-headless>=4.7"],
+    "sim": ["mujoco>=3.0"],
+    # The real ROS 2 client library and messages as PyPI wheels, for machines without a
+    # ROS 2 installation. On a ROS 2 machine the system packages are used instead.
+    "ros": [
+        "ros-rclpy",
+        "ros-rmw-fastrtps-cpp",
+        "ros-sensor-msgs",
+        "ros-std-msgs",
+        "ros-trajectory-msgs",
+        "ros-diagnostic-msgs",
+        "ros-std-srvs",
+        "ros-rcl-interfaces",
+        "ros-lifecycle-msgs",
+        "ros-builtin-interfaces",
+        "ros-rosgraph-msgs",
+        "ros-geometry-msgs",
+    ],
+    # Test-only peers.
+    "test": ["pytest>=7", "diffusers>=0.25"],
+}
+EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() for req in reqs})
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=_data_files(),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    zip_safe=True,
+    python_requires=">=3.10",
+    maintainer="genpolicy_ros maintainers",
+    maintainer_email="maintainers@genpolicy-ros.invalid",
+    description="Real-time generative (flow matching / diffusion) robot policies for ROS 2",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "genpolicy = genpolicy_ros.cli:main",
+            "policy_node = genpolicy_ros.cli:policy_node_main",
+        ],
+    },
+)
