@@ -81,7 +81,6 @@ setup(
     maintainer_email="maintainers@genpolicy-ros.invalid",
     description="Real-time generative (flow matching / diffusion) robot policies for ROS 2",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "genpolicy = genpolicy_ros.cli:main",
