@@ -1,0 +1,265 @@
+"""Flow matching: probability path, training-time distributions, ODE integration.
+
+Time convention (pinned by ``test/core/test_flow.py``)
+-------------------------------------------------------
+``t = 0`` is noise, ``t = 1`` is data. The linear (rectified / conditional-OT) path is
+
+    x_t = t · x1 + (1 − t) · x0,        target velocity  u = dx_t/dt = x1 − x0,
+
+with ``x0 ~ N(0, I)`` and ``x1`` a data sample; sampling integrates ``dx/dt = v(x, t)``
+from ``t = 0`` to ``t = 1``. (Lipman et al., "Flow Matching for Generative Modeling",
+ICLR 2023, the σ_min = 0 case of the OT path; Liu et al., "Flow Straight and Fast:
+Rectified Flow", ICLR 2023.) π0 (Black et al. 2024) writes the same path with its ``τ``
+in the same direction, but openpi / lerobot code runs time the other way (1 = noise); we
+do not.
+
+The three nouns are kept apart: :class:`LinearPath` (the path), :func:`sample_time`
+(where training puts its time samples), :func:`integrate` (the ODE solver, with optional
+real-time-chunking prefix constraints from :mod:`genpolicy_ros.core.inpainting`).
+Couplings of noise and data live in :mod:`genpolicy_ros.core.coupling`.
+
+A velocity function has the signature ``velocity_fn(x [B, T, D], t [B] float in [0, 1])
+-> v [B, T, D]``; conditioning is closed over by the caller.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+
+from genpolicy_ros.core.inpainting import PrefixConstraint
+
+VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, float, torch.Tensor], None]
+
+TIME_DISTRIBUTIONS = ("uniform", "logit_normal", "beta")
+ODE_METHODS = ("euler", "midpoint", "heun", "rk4")
+
+
+def _time_view(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape ``t`` ([B] or scalar) to broadcast against ``x`` ([B, ...])."""
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if t.dim() == 0:
+        return t
+    return t.reshape(t.shape[0], *([1] * (x.dim() - 1)))  # [B, 1, 1, ...]
+
+
+class LinearPath:
+    """Linear path ``x_t = t·x1 + (1−t)·x0`` (Lipman et al. 2023; Liu et al. 2023).
+
+    All methods accept ``t`` as a float, a 0-d tensor or a ``[B]`` tensor.
+    """
+
+    @staticmethod
+    def interpolate(x0: torch.Tensor, x1: torch.Tensor, t) -> torch.Tensor:
+        """``x_t = t·x1 + (1−t)·x0``: noise at t=0, data at t=1."""
+        tv = _time_view(t, x1)
+        return tv * x1 + (1.0 - tv) * x0
+
+    @staticmethod
+    def target_velocity(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        """``u = x1 − x0`` (constant along the path): the regression target."""
+        return x1 - x0
+
+    @staticmethod
+    def x1_from_velocity(x_t: torch.Tensor, v: torch.Tensor, t) -> torch.Tensor:
+        """One-step data estimate ``x̂1 = x_t + (1−t)·v`` (exact on the straight path)."""
+        return x_t + (1.0 - _time_view(t, x_t)) * v
+
+    @staticmethod
+    def x0_from_velocity(x_t: torch.Tensor, v: torch.Tensor, t) -> torch.Tensor:
+        """Noise estimate ``x̂0 = x_t − t·v``."""
+        return x_t - _time_view(t, x_t) * v
+
+
+def sample_time(
+    batch: int,
+    distribution: str = "uniform",
+    generator: Optional[torch.Generator] = None,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+    **params,
+) -> torch.Tensor:
+    """Training times ``t: [batch]`` in [0, 1] (0 = noise, 1 = data).
+
+    * ``"uniform"``: ``U(0, 1)``. No parameters.
+    * ``"logit_normal"``: ``t = sigmoid(n)``, ``n ~ N(mean, std²)`` (Esser et al. 2024,
+      SD3); params ``mean=0.0``, ``std=1.0``. ``mean < 0`` favours the noisy end.
+    * ``"beta"``: π0's schedule (Black et al. 2024, π0, Sec. on flow matching):
+      ``p(τ) = Beta((s − τ)/s; α=1.5, β=1)`` with cutoff ``s = 0.999``, i.e.
+      ``u ~ Beta(α, β)`` and ``τ = s·(1 − u)`` ∈ [0, s]. Beta(1.5, 1) puts its mass near
+      u = 1, so τ is concentrated near 0 — the *noisy* end — and times above ``s`` (the
+      nearly clean end) are never drawn. The π0 paper's τ runs 0 = noise → 1 = data, as
+      ours does, so ``t = τ`` (openpi's code, whose time 1 is noise, draws
+      ``time = s·u + (1 − s)`` = 1 − τ). Params ``alpha=1.5``, ``beta=1.0``,
+      ``cutoff=0.999``. Mean ``s·β/(α+β)`` = 0.3996 for the defaults.
+
+    Deterministic given ``generator`` (a ``torch.Generator`` on ``device``).
+    """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"sample_time: batch must be an int >= 1, got {batch!r}")
+    if distribution not in TIME_DISTRIBUTIONS:
+        raise ValueError(f"sample_time: distribution must be one of {TIME_DISTRIBUTIONS}, got {distribution!r}")
+    allowed = {"uniform": set(), "logit_normal": {"mean", "std"}, "beta": {"alpha", "beta", "cutoff"}}[distribution]
+    unknown = set(params) - allowed
+    if unknown:
+        raise ValueError(
+            f"sample_time: unknown parameter(s) {sorted(unknown)} for {distribution!r}; allowed: {sorted(allowed)}"
+        )
+    kw = dict(generator=generator, device=device, dtype=dtype)
+    if distribution == "uniform":
+        return torch.rand(batch, **kw)  # [B]
+    if distribution == "logit_normal":
+        mean, std = float(params.get("mean", 0.0)), float(params.get("std", 1.0))
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+            raise ValueError(f"sample_time: logit_normal needs finite mean and std > 0, got {mean}, {std}")
+        return torch.sigmoid(mean + std * torch.randn(batch, **kw))  # [B]
+    alpha = float(params.get("alpha", 1.5))
+    beta = float(params.get("beta", 1.0))
+    cutoff = float(params.get("cutoff", 0.999))
+    if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
+        raise ValueError(f"sample_time: beta needs alpha > 0 and beta > 0, got {alpha}, {beta}")
+    if not (0.0 < cutoff <= 1.0):
+        raise ValueError(f"sample_time: beta cutoff must be in (0, 1], got {cutoff}")
+    uniform = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)  # [B]
+    # Inverse-CDF sampling keeps the draw reproducible from `generator`.
+    if beta == 1.0:  # CDF u^α
+        u = uniform.pow(1.0 / alpha)
+    elif alpha == 1.0:  # CDF 1 − (1 − u)^β
+        u = 1.0 - uniform.pow(1.0 / beta)
+    else:
+        from scipy.special import betaincinv
+
+        u = torch.as_tensor(betaincinv(alpha, beta, uniform.cpu().numpy()), device=uniform.device)
+    return (cutoff * (1.0 - u)).to(dtype)  # [B]
+
+
+def guidance_weight(t: float, max_guidance: float) -> float:
+    """RTC / ΠGDM guidance weight ``min(β, (1−t) / (t·r_t²))``, ``r_t² = (1−t)²/(t²+(1−t)²)``.
+
+    Black et al. 2025 (arXiv 2506.07339, eq. 2–4), with their τ = our t (0 noise → 1 data);
+    ``r_t²`` is the variance of x1 given x_t under a standard-normal data prior, as in
+    ΠGDM (Song et al. 2023). Simplified, ``(1−t)/(t·r_t²) = (t² + (1−t)²) / (t·(1−t))``,
+    which is 2 at t = 0.5 and grows without bound toward both ends; at ``t ∈ {0, 1}`` (and
+    wherever the expression exceeds β) the weight is the clip ``β``.
+    """
+    denom = t * (1.0 - t)
+    if denom <= 0.0:
+        return float(max_guidance)
+    return float(min(max_guidance, (t * t + (1.0 - t) ** 2) / denom))
+
+
+def _guided_velocity(velocity_fn: VelocityFn, prefix: PrefixConstraint) -> VelocityFn:
+    """Wrap ``velocity_fn`` with RTC guided inpainting (Black et al. 2025, eq. 2–4).
+
+    ``x̂1 = x_t + (1−t)·v(x_t, t)``; ``e = W·(Y − x̂1)`` with ``W`` the row weights and ``Y``
+    the target; ``v ← v + min(β, (1−t)/(t·r_t²)) · eᵀ ∂x̂1/∂x_t``. The vector-Jacobian
+    product is the only place autograd runs.
+    """
+
+    def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        target = prefix.target_like(x)  # [B, T, D]
+        weights = prefix.weights_like(x)  # [1, T, 1]
+        t_scalar = float(t.reshape(-1)[0])
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)  # [B, T, D]
+            v = velocity_fn(x_in, t)  # [B, T, D]
+            x1_hat = LinearPath.x1_from_velocity(x_in, v, t)  # [B, T, D]
+            error = (target - x1_hat.detach()) * weights  # [B, T, D]
+            (vjp,) = torch.autograd.grad(x1_hat, x_in, grad_outputs=error)  # [B, T, D]
+        return v.detach() + guidance_weight(t_scalar, prefix.max_guidance) * vjp
+
+    return guided
+
+
+def _hard_project(x: torch.Tensor, x_noise: torch.Tensor, t: float, prefix: PrefixConstraint) -> torch.Tensor:
+    """Blend constrained rows toward the target on the path: ``t·Y + (1−t)·x0`` (by weight)."""
+    weights = prefix.weights_like(x)  # [1, T, 1]
+    on_path = LinearPath.interpolate(x_noise, prefix.target_like(x), t)  # [B, T, D]
+    return x + weights * (on_path - x)
+
+
+def _step(velocity_fn: VelocityFn, x: torch.Tensor, t: float, h: float, method: str, batch: int) -> torch.Tensor:
+    """One explicit Runge–Kutta step of size ``h`` from time ``t``."""
+
+    def f(x_, t_):
+        return velocity_fn(x_, torch.full((batch,), t_, dtype=x.dtype, device=x.device))  # t: [B]
+
+    k1 = f(x, t)
+    if method == "euler":
+        return x + h * k1
+    if method == "midpoint":
+        return x + h * f(x + 0.5 * h * k1, t + 0.5 * h)
+    if method == "heun":
+        k2 = f(x + h * k1, t + h)
+        return x + 0.5 * h * (k1 + k2)
+    k2 = f(x + 0.5 * h * k1, t + 0.5 * h)
+    k3 = f(x + 0.5 * h * k2, t + 0.5 * h)
+    k4 = f(x + h * k3, t + h)
+    return x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+
+def integrate(
+    velocity_fn: VelocityFn,
+    x0: torch.Tensor,
+    num_steps: int,
+    method: str = "euler",
+    t_start: float = 0.0,
+    t_end: float = 1.0,
+    prefix: Optional[PrefixConstraint] = None,
+    step_callback: Optional[StepCallback] = None,
+) -> torch.Tensor:
+    """Integrate ``dx/dt = v(x, t)`` from ``t_start`` to ``t_end`` on a uniform grid.
+
+    Args:
+        velocity_fn: ``(x [B, T, D], t [B]) -> v [B, T, D]``.
+        x0: state at ``t_start`` (noise when ``t_start = 0``), ``[B, ...]``.
+        num_steps: number of steps (any int ≥ 1); the network is evaluated
+            1 / 2 / 2 / 4 times per step for euler / midpoint / heun / rk4.
+        method: ``"euler"`` (order 1), ``"midpoint"``, ``"heun"`` (order 2), ``"rk4"``.
+        prefix: optional :class:`PrefixConstraint` (real-time chunking):
+            ``"hard"`` sets the constrained rows to ``t·Y + (1−t)·x0`` (blended by weight,
+            ``x0`` being the given initial state) before the first step and after every
+            step, and finally rows with weight 1 are replaced by ``Y`` exactly;
+            ``"guided"`` evaluates the RTC-guided velocity (:func:`guidance_weight`) at
+            every stage of the solver.
+        step_callback: called as ``step_callback(i, t_i, x_i)`` after step ``i`` with
+            the state at its end time.
+
+    Returns the state at ``t_end`` (same shape/dtype as ``x0``). Runs under
+    ``torch.no_grad()`` except the vector-Jacobian product of guided inpainting.
+    """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"integrate: num_steps must be an int >= 1, got {num_steps!r}")
+    if method not in ODE_METHODS:
+        raise ValueError(f"integrate: method must be one of {ODE_METHODS}, got {method!r}")
+    t_start, t_end = float(t_start), float(t_end)
+    if not (0.0 <= t_start < t_end <= 1.0):
+        raise ValueError(f"integrate: need 0 <= t_start < t_end <= 1, got {t_start}, {t_end}")
+    if prefix is not None:
+        prefix.check_compatible(x0)
+    batch = x0.shape[0]
+    h = (t_end - t_start) / num_steps
+    field = velocity_fn
+    if prefix is not None and prefix.mode == "guided":
+        field = _guided_velocity(velocity_fn, prefix)
+    hard = prefix is not None and prefix.mode == "hard"
+
+    with torch.no_grad():
+        x_noise = x0.detach()  # [B, T, D] kept for the hard projection
+        x = x0.detach().clone()  # [B, T, D]
+        if hard:
+            x = _hard_project(x, x_noise, t_start, prefix)
+        for i in range(num_steps):
+            t_i = t_start + i * h
+            x = _step(field, x, t_i, h, method, batch)
+            t_next = t_end if i == num_steps - 1 else t_start + (i + 1) * h
+            if hard:
+                x = _hard_project(x, x_noise, t_next, prefix)
+            if step_callback is not None:
+                step_callback(i, t_next, x)
+        if hard:
+            frozen = prefix.frozen_rows().to(x.device).view(1, -1, 1)  # [1, T, 1]
+            x = torch.where(frozen, prefix.target_like(x), x)
+    return x
