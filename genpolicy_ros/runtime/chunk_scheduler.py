@@ -70,6 +70,10 @@ class SchedulerConfig:
         blending: ``none`` | ``ensemble`` | ``rtc`` (see module docstring).
         action_horizon: T_a, executable rows per chunk (≥ 1; capped at the chunk's T_p).
         ensemble_decay: ACT's k in ``w_i = exp(−k·i)`` (finite; ``i = 0`` oldest).
+        interpolate: when the executor runs faster than the chunk's ``dt``, move linearly
+            from the held row towards the next row of the same segment (first-order hold)
+            instead of holding it (zero-order hold). Rows are still hit exactly at their
+            due times; nothing beyond the executable rows is used.
         refill_fraction: also ask for a new chunk when fewer than this fraction of T_a
             rows remain (lerobot uses 0.5–0.7); 0 = only the latency rule.
     """
@@ -78,6 +82,7 @@ class SchedulerConfig:
     action_horizon: int = 8
     ensemble_decay: float = 0.01
     refill_fraction: float = 0.0
+    interpolate: bool = False
 
     def __post_init__(self) -> None:
         if self.blending not in BLENDING_MODES:
@@ -90,6 +95,8 @@ class SchedulerConfig:
         if (not isinstance(self.refill_fraction, (int, float)) or not math.isfinite(self.refill_fraction)
                 or not 0.0 <= self.refill_fraction <= 1.0):
             raise ValueError(f"SchedulerConfig.refill_fraction must be in [0, 1], got {self.refill_fraction!r}")
+        if not isinstance(self.interpolate, bool):
+            raise ValueError(f"SchedulerConfig.interpolate must be a bool, got {self.interpolate!r}")
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,9 @@ class _Segment:
 
     def row_at(self, t: float) -> int:
         return int(math.floor((t - self.t0 + TIME_EPS) / self.dt))
+
+    def due_time(self, row: int) -> float:
+        return self.t0 + row * self.dt
 
 
 @dataclass
@@ -313,7 +323,8 @@ class ChunkScheduler:
         """The action to command at ``now``: ``[D]`` copy, or None when starved.
 
         Precisely: the plan's row with the latest due time ``≤ now`` (zero-order hold
-        between rows), provided that row is executable (row < T_a of its chunk)::
+        between rows; with ``interpolate`` the value moves linearly towards the next
+        executable row of the same segment), provided that row is executable (row < T_a of its chunk)::
 
             rows due:    r3        r4        r5        r6
             time:   -----+---------+---------+---------+----->
@@ -338,7 +349,12 @@ class ChunkScheduler:
                 self._c.rows_skipped += row - self._last_pop[1] - 1
             self._last_pop = (seg.uid, row)
             self._c.pops += 1
-            return seg.values[row].copy()  # [D]
+            value = seg.values[row].copy()  # [D]
+            if self._config.interpolate and row + 1 < seg.exec_rows:
+                frac = (now - seg.due_time(row)) / seg.dt  # in [0, 1)
+                if frac > TIME_EPS:
+                    value += frac * (seg.values[row + 1] - seg.values[row])
+            return value
 
     def remaining_rows(self, now: float) -> int:
         """Executable rows of the newest chunk due strictly after ``now``."""

@@ -190,6 +190,19 @@ class SafetyFilter:
             if self._paused:
                 self._resume_at = float(now)
 
+    def reconfigure(self, config: SafetyConfig) -> None:
+        """Swap limits / executor period (e.g. a new control rate) at a tick boundary.
+
+        The last command and velocity are kept, so the next command still obeys the new
+        velocity and acceleration limits relative to what was just commanded.
+        """
+        if not isinstance(config, SafetyConfig):
+            raise TypeError(f"config must be a SafetyConfig, got {type(config).__name__}")
+        with self._lock:
+            if config.dim != self.config.dim:
+                raise ValueError(f"cannot change the joint count from {self.config.dim} to {config.dim}")
+            self.config = config
+
     @property
     def paused(self) -> bool:
         with self._lock:

@@ -354,3 +354,19 @@ def test_simulated_executor_never_starves_with_latency_aware_refill(blending):
     # each chunk executes ~T_a rows minus the latency overlap: 5 s / ((8 - 3) · 0.05 s) ≈ 20 chunks
     assert 15 <= chunks <= 25, f"{blending}: {chunks} chunks in 5 s"
     assert s.stats()["rows_dropped"] >= 2 * chunks, "latency compensation must drop the rows due on arrival"
+
+
+def test_interpolation_moves_linearly_between_rows_and_hits_rows_at_due_times():
+    """First-order hold for executors faster than the chunk's dt (e.g. 100 Hz on 10 Hz data)."""
+    actions = np.arange(8, dtype=float)[:, None] * np.array([[1.0, -2.0]])  # [8, 2] ramp
+    chunk = ActionChunk(t0=0.0, dt=0.1, actions=actions)
+    sched = ChunkScheduler(SchedulerConfig(blending="none", action_horizon=6, interpolate=True))
+    assert sched.merge(chunk, now=0.05).accepted
+    for now, expected_row in [(0.1, 1.0), (0.125, 1.25), (0.15, 1.5), (0.2, 2.0), (0.37, 3.7)]:
+        out = sched.pop(now)
+        assert np.allclose(out, [expected_row, -2 * expected_row]), (now, out)
+    # The last executable row (5, T_a = 6) is held, never extrapolated towards row 6.
+    assert np.allclose(sched.pop(0.55), [5.0, -10.0])
+    zoh = ChunkScheduler(SchedulerConfig(blending="none", action_horizon=6, interpolate=False))
+    zoh.merge(chunk, now=0.05)
+    assert np.allclose(zoh.pop(0.15), [1.0, -2.0])

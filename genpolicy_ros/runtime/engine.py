@@ -1,0 +1,454 @@
+r"""`PolicyEngine`: the real-time loop that turns observations into safe commands.
+
+This is the ROS-free heart of the policy node. It wires the pieces of ``runtime/``
+together and is driven by one fixed-rate tick (a :class:`~.rate_loop.RateLoop` thread in
+the node, a fake clock in tests)::
+
+    observe_state / observe_image  (any thread, cheap)
+          │  header stamps
+          ▼
+    ObservationBuffer ──snapshot──► GenerationWorker (separate process) ──► ActionChunk
+                                       ▲  request when the plan runs low     │ poll()
+                                       │  (+ RTC frozen prefix)              ▼
+    tick(now):  poll worker → ChunkScheduler.merge → pop(now) → SafetyFilter → command
+
+Per tick (all O(1) apart from building a request, which happens once per chunk):
+
+1. **Collect** a finished chunk (or a worker error) and merge it into the plan — unless it
+   was generated from observations of an earlier buffer epoch (a bag loop or a
+   backwards-jumping clock reset the buffers), in which case it is discarded.
+2. **Request** the next chunk early: when no request is in flight and
+   ``ChunkScheduler.needs_refill(now, latency estimate)`` says the plan would run dry
+   before a chunk requested now arrives. The request carries the newest aligned
+   observation window and, with ``chunk_blending = rtc``, the actions the plan will
+   execute while the chunk is being generated (the frozen prefix, Black et al. 2025).
+3. **Execute**: ``pop(now)`` is the action due now (latency compensation: rows already
+   in the past are never replayed); the safety filter turns it — or a hold when starved,
+   stale, paused or disabled — into the command.
+
+Time convention (docs/internals.md): ``now`` and every stamp are seconds on the *stamp
+clock* (ROS time in the node: wall or simulated); staleness is also checked on a steady
+clock (``steady_clock``) so a stopped ``/clock`` cannot freeze the watchdog.
+
+Settings (:class:`EngineSettings`, the ★ parameters of the node) change atomically:
+:meth:`PolicyEngine.update_settings` stores them; the tick applies them before the next
+request (sampler settings, blending, horizon: a chunk boundary) or at the next tick
+(control rate / velocity limit: the executor period itself).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+
+from .backends.base import SamplerSettings
+from .chunk import ActionChunk
+from .chunk_scheduler import ChunkScheduler, SchedulerConfig
+from .generation_worker import GenerationRequest, WorkerError, obs_from_snapshot
+from .latency import LatencyTracker
+from .observation_buffer import AddStatus, ObservationBuffer
+from .safety_filter import SafetyConfig, SafetyFilter, SafetyResult, SafetyStatus
+
+LOG = logging.getLogger("genpolicy_ros.runtime.engine")
+
+STATE_STREAM = "state"
+CAMERA_PREFIX = "camera/"
+BLENDING = ("none", "ensemble", "rtc")
+
+
+def _number(name: str, value, lo: float, hi: float, integer: bool = False):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if integer and int(value) != value:
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not math.isfinite(float(value)) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Run-time settings (the ★ parameters of the node), validated on construction.
+
+    ``sampler``/``num_steps``/``ddim_eta``/``action_horizon`` ``None`` = the model's
+    default. ``inference_delay_steps = -1`` measures the delay (p95 latency + observation
+    age, in rows); ``>= 0`` fixes it (reproducible replays). ``seed = None`` draws fresh
+    noise per chunk; an int gives chunk ``k`` the seed ``seed + k`` (deterministic runs).
+    """
+
+    sampler: Optional[str] = None
+    num_steps: Optional[int] = None
+    guidance_scale: float = 1.0
+    ddim_eta: Optional[float] = None
+    control_rate_hz: float = 100.0
+    action_horizon: Optional[int] = None
+    chunk_blending: str = "rtc"
+    rtc_prefix_mode: str = "guided"
+    inference_delay_steps: int = -1
+    max_joint_velocity: float = 2.0  # rad/s (or m/s), every joint
+    max_joint_acceleration: float = 20.0  # rad/s², every joint
+    max_jump: float = 0.05  # first action vs measured position
+    position_margin: float = 0.01
+    observation_timeout_s: float = 0.5
+    enabled: bool = True
+    seed: Optional[int] = 0
+
+    def __post_init__(self):
+        if self.sampler is not None and self.sampler not in ("flow", "ddim", "ddpm"):
+            raise ValueError(f"sampler must be flow, ddim or ddpm, got {self.sampler!r}")
+        if self.num_steps is not None:
+            _number("num_steps", self.num_steps, 1, 1000, integer=True)
+        _number("guidance_scale", self.guidance_scale, 0.0, 20.0)
+        if self.ddim_eta is not None:
+            _number("ddim_eta", self.ddim_eta, 0.0, 1.0)
+        _number("control_rate_hz", self.control_rate_hz, 1.0, 1000.0)
+        if self.action_horizon is not None:
+            _number("action_horizon", self.action_horizon, 1, 1000, integer=True)
+        if self.chunk_blending not in BLENDING:
+            raise ValueError(f"chunk_blending must be one of {BLENDING}, got {self.chunk_blending!r}")
+        if self.rtc_prefix_mode not in ("guided", "hard"):
+            raise ValueError(f"rtc_prefix_mode must be guided or hard, got {self.rtc_prefix_mode!r}")
+        _number("inference_delay_steps", self.inference_delay_steps, -1, 1000, integer=True)
+        _number("max_joint_velocity", self.max_joint_velocity, 1e-6, 100.0)
+        _number("max_joint_acceleration", self.max_joint_acceleration, 1e-6, 1e4)
+        _number("max_jump", self.max_jump, 0.0, 10.0)
+        _number("position_margin", self.position_margin, 0.0, 10.0)
+        _number("observation_timeout_s", self.observation_timeout_s, 1e-3, 3600.0)
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"enabled must be a bool, got {self.enabled!r}")
+        if self.seed is not None:
+            _number("seed", self.seed, 0, 2**31 - 1, integer=True)
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.control_rate_hz
+
+    def sampler_settings(self) -> SamplerSettings:
+        return SamplerSettings(sampler=self.sampler, num_steps=self.num_steps,
+                               guidance_scale=float(self.guidance_scale), eta=self.ddim_eta)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the engine needs to know about the model (from its config.json)."""
+
+    joint_names: tuple  # action joints, model order
+    state_names: tuple  # low-dim observation dims, model order
+    camera_names: tuple  # () for state-only models
+    lower_limits: np.ndarray  # [D_a]
+    upper_limits: np.ndarray  # [D_a]
+    T_o: int
+    T_p: int
+    T_a: int
+    dt: float
+
+    @classmethod
+    def from_policy_config(cls, cfg) -> "ModelInfo":
+        return cls(
+            joint_names=tuple(cfg.action.joint_names),
+            state_names=tuple(cfg.observation.state_names),
+            camera_names=tuple(cfg.observation.camera_names),
+            lower_limits=np.asarray(cfg.action.lower_limits, dtype=float),
+            upper_limits=np.asarray(cfg.action.upper_limits, dtype=float),
+            T_o=int(cfg.horizon.T_o),
+            T_p=int(cfg.horizon.T_p),
+            T_a=int(cfg.horizon.T_a),
+            dt=float(cfg.horizon.dt),
+        )
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.joint_names)
+
+
+@dataclass
+class TickResult:
+    """What one tick decided: the command to publish (None = publish nothing)."""
+
+    now: float
+    command: Optional[np.ndarray]  # [D_a]
+    status: SafetyStatus
+    reasons: tuple = ()
+    velocity: Optional[np.ndarray] = None  # [D_a] (command − previous) / period
+    merged_chunk: Optional[ActionChunk] = None
+
+
+@dataclass
+class EngineCounters:
+    ticks: int = 0
+    requests: int = 0
+    chunks: int = 0
+    chunks_discarded_epoch: int = 0
+    worker_errors: int = 0
+    nonfinite_chunks: int = 0
+    merge_rejected: Dict[str, int] = field(default_factory=dict)
+    snapshot_unavailable: Dict[str, int] = field(default_factory=dict)
+    holds: int = 0
+    commands: int = 0
+
+
+class PolicyEngine:
+    """Observation → chunk → command loop; see the module docstring.
+
+    Args:
+        model: :class:`ModelInfo` of the loaded model.
+        worker: a started :class:`~.generation_worker.GenerationWorker` (or the thread
+            variant): ``submit``, ``poll``, ``busy``, ``ready``.
+        settings: initial :class:`EngineSettings`.
+        clock: stamp clock (seconds) used when :meth:`tick` is called without ``now``.
+        steady_clock: monotonic clock for the arrival-time watchdog.
+        latency: shared :class:`LatencyTracker` (the worker records into it).
+    """
+
+    def __init__(self, model: ModelInfo, worker, settings: Optional[EngineSettings] = None, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 steady_clock: Callable[[], float] = time.monotonic,
+                 latency: Optional[LatencyTracker] = None):
+        self.model = model
+        self.worker = worker
+        self.clock = clock
+        self.steady_clock = steady_clock
+        # Before the first measured chunk, assume two rows of latency (requests start early).
+        self.latency = latency if latency is not None else LatencyTracker(warmup=0, initial_estimate_s=2 * model.dt)
+        self._lock = threading.Lock()  # guards settings hand-over and measured positions
+        self._settings = settings or EngineSettings()
+        self._pending_settings: Optional[EngineSettings] = None
+        self.counters = EngineCounters()
+        streams = [STATE_STREAM] + [CAMERA_PREFIX + c for c in model.camera_names]
+        self.buffer = ObservationBuffer(T_o=model.T_o, dt=model.dt, stream_names=streams,
+                                        max_age_s=self._settings.observation_timeout_s)
+        self.scheduler = ChunkScheduler(self._scheduler_config(self._settings))
+        self.safety = SafetyFilter(self._safety_config(self._settings))
+        self._measured: Optional[np.ndarray] = None  # [D_a] latest measured action joints
+        self._measured_stamp: Optional[float] = None
+        self._measured_arrival = -math.inf  # steady clock
+        self._in_flight: Optional[int] = None  # seq of the request being generated
+        self._request_epoch: Dict[int, int] = {}
+        self._seq = 0
+        self._epoch_seen = self.buffer.epoch
+        self._last_command: Optional[np.ndarray] = None
+        self._last_error: Optional[WorkerError] = None
+        self._stale_reason = ""
+        self._action_index = [model.state_names.index(j) if j in model.state_names else None
+                              for j in model.joint_names]
+
+    # ------------------------------------------------------------------ configuration
+    def _scheduler_config(self, s: EngineSettings) -> SchedulerConfig:
+        horizon = s.action_horizon if s.action_horizon is not None else self.model.T_a
+        return SchedulerConfig(blending=s.chunk_blending, action_horizon=min(int(horizon), self.model.T_p),
+                               interpolate=True)
+
+    def _safety_config(self, s: EngineSettings) -> SafetyConfig:
+        return SafetyConfig(lower=self.model.lower_limits, upper=self.model.upper_limits,
+                            max_velocity=s.max_joint_velocity, max_acceleration=s.max_joint_acceleration,
+                            dt=s.period_s, position_margin=s.position_margin, max_jump=s.max_jump)
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self._settings
+
+    def update_settings(self, settings: EngineSettings) -> None:
+        """Stage new settings; applied whole at the next tick / chunk boundary."""
+        if not isinstance(settings, EngineSettings):
+            raise TypeError(f"update_settings takes EngineSettings, got {type(settings).__name__}")
+        # Validate the derived configs now so a bad combination is refused, not half-applied.
+        self._safety_config(settings)
+        self._scheduler_config(settings)
+        with self._lock:
+            self._pending_settings = settings
+
+    def _apply_pending_settings(self) -> None:
+        with self._lock:
+            new, self._pending_settings = self._pending_settings, None
+        if new is None:
+            return
+        old = self._settings
+        self._settings = new
+        if (new.chunk_blending, new.action_horizon) != (old.chunk_blending, old.action_horizon):
+            self.scheduler.request_config(self._scheduler_config(new))  # applied at the next merge
+        self.safety.reconfigure(self._safety_config(new))
+        if new.observation_timeout_s != old.observation_timeout_s:
+            self.buffer.max_age_s = new.observation_timeout_s
+        LOG.info("settings applied: %s", new)
+
+    # ------------------------------------------------------------------ inputs
+    def observe_state(self, stamp: float, positions: np.ndarray, arrival: Optional[float] = None) -> AddStatus:
+        """Low-dim observation ``[D_s]`` (model's state order) stamped ``stamp``."""
+        arrival = self.steady_clock() if arrival is None else arrival
+        status = self.buffer.add(STATE_STREAM, stamp, positions, arrival_time=arrival, now=self.clock())
+        if status.accepted:
+            values = np.asarray(positions, dtype=float)
+            measured = np.array([values[i] if i is not None else np.nan for i in self._action_index])  # [D_a]
+            with self._lock:
+                self._measured = measured if np.isfinite(measured).all() else None
+                self._measured_stamp = float(stamp)
+                self._measured_arrival = arrival
+        return status
+
+    def observe_image(self, camera: str, stamp: float, image: np.ndarray, arrival: Optional[float] = None) -> AddStatus:
+        """Camera frame ``[H, W, 3]`` uint8 RGB stamped ``stamp``."""
+        arrival = self.steady_clock() if arrival is None else arrival
+        return self.buffer.add(CAMERA_PREFIX + camera, stamp, image, arrival_time=arrival, now=self.clock())
+
+    def pause(self) -> None:
+        self.safety.pause()
+
+    def resume(self) -> None:
+        """End a pause once a measured position newer than now arrives."""
+        self.safety.resume(self.clock())
+
+    def reset(self) -> None:
+        """Forget plan and history (lifecycle activate / deactivate)."""
+        self.buffer.reset()
+        self.scheduler.reset()
+        self.safety.restart()
+        self._epoch_seen = self.buffer.epoch
+        self._in_flight = None
+
+    # ------------------------------------------------------------------ the tick
+    def tick(self, now: Optional[float] = None) -> TickResult:
+        """One executor period; see the module docstring."""
+        now = self.clock() if now is None else float(now)
+        steady = self.steady_clock()
+        self.counters.ticks += 1
+        if self.buffer.epoch != self._epoch_seen:  # time went backwards: start over
+            self._epoch_seen = self.buffer.epoch
+            self.scheduler.reset()
+            self.safety.restart()
+        merged = self._collect(now)
+        self._apply_pending_settings()
+        settings = self._settings
+        stale = self._stale(now, steady, settings)
+        if settings.enabled and not stale and not self.safety.paused:
+            self._maybe_request(now, settings)
+        target = self.scheduler.pop(now) if settings.enabled else None
+        with self._lock:
+            measured, measured_stamp = self._measured, self._measured_stamp
+        result: SafetyResult = self.safety.filter(target, measured, now, measured_stamp=measured_stamp,
+                                                  stale=stale)
+        reasons = tuple(result.reasons) + ((self._stale_reason,) if stale else ())
+        velocity = None
+        if result.command is not None:
+            self.counters.commands += 1
+            if self._last_command is not None:
+                velocity = (result.command - self._last_command) / settings.period_s  # [D_a]
+            self._last_command = result.command
+        if result.status.is_hold:
+            self.counters.holds += 1
+        return TickResult(now=now, command=result.command, status=result.status, reasons=reasons,
+                          velocity=velocity, merged_chunk=merged)
+
+    def _collect(self, now: float) -> Optional[ActionChunk]:
+        merged = None
+        while True:
+            event = self.worker.poll()
+            if event is None:
+                return merged
+            if isinstance(event, WorkerError):
+                self.counters.worker_errors += 1
+                self._last_error = event
+                if event.seq is None or event.seq == self._in_flight or event.kind != "generation":
+                    self._in_flight = None
+                LOG.warning("generation failed (%s): %s", event.kind, event.message)
+                continue
+            if event.seq == self._in_flight:
+                self._in_flight = None
+            self.counters.chunks += 1
+            epoch = self._request_epoch.pop(event.seq, None)
+            if epoch != self.buffer.epoch:
+                self.counters.chunks_discarded_epoch += 1
+                continue
+            if not event.is_finite:
+                self.counters.nonfinite_chunks += 1
+                LOG.error("policy produced a non-finite chunk (seq %d): discarded, holding", event.seq)
+                continue
+            result = self.scheduler.merge(event, now)
+            if result.accepted:
+                merged = event
+            else:
+                self.counters.merge_rejected[result.reason] = self.counters.merge_rejected.get(result.reason, 0) + 1
+
+    def _stale(self, now: float, steady: float, settings: EngineSettings) -> bool:
+        with self._lock:
+            stamp, arrival = self._measured_stamp, self._measured_arrival
+        if stamp is None:
+            self._stale_reason = "no observation yet"
+            return True
+        timeout = settings.observation_timeout_s
+        if now - stamp > timeout:
+            self._stale_reason = f"joint state stamp {now - stamp:.3f} s old (> {timeout} s)"
+            return True
+        if steady - arrival > timeout:
+            self._stale_reason = f"no joint state for {steady - arrival:.3f} s on the steady clock"
+            return True
+        self._stale_reason = ""
+        return False
+
+    def _delay_steps(self, now: float, t0: float, settings: EngineSettings) -> int:
+        if settings.inference_delay_steps >= 0:
+            return int(settings.inference_delay_steps)
+        expected = max(0.0, now - t0) + self.latency.estimate_s()
+        return int(min(self.model.T_p, math.ceil(expected / self.model.dt - 1e-9)))
+
+    def _maybe_request(self, now: float, settings: EngineSettings) -> None:
+        if self._in_flight is not None or not self.worker.ready or self.worker.busy:
+            return
+        if not self.scheduler.needs_refill(now, self.latency.estimate_s()):
+            return
+        snapshot = self.buffer.snapshot(now, steady_now=self.steady_clock())
+        if snapshot is None:
+            status, _ = self.buffer.last_status
+            key = getattr(status, "value", str(status))
+            self.counters.snapshot_unavailable[key] = self.counters.snapshot_unavailable.get(key, 0) + 1
+            return
+        prefix_actions = prefix_weights = None
+        if settings.chunk_blending == "rtc":
+            prefix = self.scheduler.rtc_prefix(snapshot.t, self._delay_steps(now, snapshot.t, settings),
+                                               self.model.T_p)
+            if prefix is not None and prefix.actions.shape[0] > 0:
+                prefix_actions, prefix_weights = prefix.actions, prefix.weights
+        seq = self._seq
+        self._seq += 1
+        request = GenerationRequest(
+            seq=seq,
+            obs=obs_from_snapshot(snapshot, state_stream=STATE_STREAM, camera_prefix=CAMERA_PREFIX),
+            t0=snapshot.t,
+            settings=settings.sampler_settings(),
+            seed=None if settings.seed is None else (int(settings.seed) + seq) % 2**31,
+            prefix_actions=prefix_actions,
+            prefix_weights=prefix_weights,
+            prefix_mode=settings.rtc_prefix_mode,
+        )
+        self._request_epoch[seq] = snapshot.epoch
+        if len(self._request_epoch) > 64:  # replies that never came (worker restarts)
+            for old in sorted(self._request_epoch)[:-64]:
+                del self._request_epoch[old]
+        self._in_flight = seq
+        self.counters.requests += 1
+        self.worker.submit(request)
+
+    # ------------------------------------------------------------------ reporting
+    def stats(self) -> dict:
+        """Flat numbers for /diagnostics and benchmarks."""
+        c = self.counters
+        lat = self.latency.stats()
+        out = {
+            "ticks": c.ticks, "requests": c.requests, "chunks": c.chunks, "commands": c.commands,
+            "holds": c.holds, "worker_errors": c.worker_errors, "nonfinite_chunks": c.nonfinite_chunks,
+            "chunks_discarded_epoch": c.chunks_discarded_epoch,
+            "merge_rejected": dict(c.merge_rejected), "snapshot_unavailable": dict(c.snapshot_unavailable),
+            "latency_p50_ms": None if lat["p50_s"] is None else 1e3 * lat["p50_s"],
+            "latency_p95_ms": None if lat["p95_s"] is None else 1e3 * lat["p95_s"],
+            "latency_max_ms": None if lat["max_s"] is None else 1e3 * lat["max_s"],
+            "stale_reason": self._stale_reason,
+            "paused": self.safety.paused,
+            "last_error": None if self._last_error is None else self._last_error.message,
+        }
+        out["scheduler"] = self.scheduler.stats()
+        out["safety"] = self.safety.stats()
+        out["buffer"] = self.buffer.stats()
+        return out
