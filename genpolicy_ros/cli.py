@@ -1,0 +1,120 @@
+"""The ``genpolicy`` command: a thin dispatcher over one module per verb.
+
+Each verb lives in its own module providing::
+
+    add_arguments(parser: argparse.ArgumentParser) -> None
+    run(args: argparse.Namespace) -> int          # exit status
+
+Only the chosen verb's module is imported (``genpolicy train`` does not pay for the
+simulator). A verb whose module does not exist yet answers
+``genpolicy <verb>: not yet available (coming with the <issue>)`` and exits with 2.
+
+Also usable as ``python -m genpolicy_ros.cli`` (what ``torchrun -m`` needs).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+NOT_AVAILABLE_STATUS = 2
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    help: str
+    module: str  # implementation: add_arguments(parser), run(args) -> int
+    issue: str  # named in the "not yet available" message
+
+
+VERBS: List[Verb] = [
+    Verb("demo", "closed loop on this machine: sim node + policy node over ROS 2 with the shipped model; "
+         "prints success rate, latency and jitter, writes a report", "genpolicy_ros.sim.cli_demo", "demo issue"),
+    Verb("collect", "record scripted-expert demonstrations from the simulator as a rosbag2 (MCAP)",
+         "genpolicy_ros.sim.cli_collect", "data collection issue"),
+    Verb("train", "train a policy on an episode data set (or bags) into a model directory; resumable; "
+         "torchrun for several processes", "genpolicy_ros.training.cli_train", "training issue"),
+    Verb("eval", "closed-loop evaluation episodes of MODEL: success rate, mode histogram (--json FILE)",
+         "genpolicy_ros.sim.cli_eval", "evaluation issue"),
+    Verb("bench", "latency per sampler/steps/backend, executor jitter, seam smoothness of MODEL (--json FILE)",
+         "genpolicy_ros.runtime.cli_bench", "benchmark issue"),
+    Verb("export", "export MODEL to ONNX / TensorRT engines in a cache keyed by model hash, GPU, versions, "
+         "precision", "genpolicy_ros.runtime.cli_export", "inference backends issue"),
+    Verb("replay", "play a recorded BAG into the policy node with /clock and record what it publishes",
+         "genpolicy_ros.ros.cli_replay", "bag replay issue"),
+    Verb("node", "run the policy node (same as `ros2 run genpolicy_ros policy_node`)",
+         "genpolicy_ros.ros.cli_node", "policy node issue"),
+    Verb("sim", "run the MuJoCo simulation node", "genpolicy_ros.sim.cli_sim", "simulation issue"),
+]
+VERBS_BY_NAME = {v.name: v for v in VERBS}
+
+
+def _load(verb: Verb):
+    """The verb's module, or None when it is not built yet (only that module missing)."""
+    try:
+        return importlib.import_module(verb.module)
+    except ModuleNotFoundError as exc:
+        if exc.name and verb.module.startswith(exc.name) and exc.name.startswith("genpolicy_ros"):
+            return None
+        raise
+
+
+def _not_available(verb: Verb):
+    def run(_args) -> int:
+        print(f"genpolicy {verb.name}: not yet available (coming with the {verb.issue})", file=sys.stderr)
+        return NOT_AVAILABLE_STATUS
+
+    return run
+
+
+def build_parser(load_verbs: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The argument parser; the verbs named in ``load_verbs`` get their full options."""
+    from genpolicy_ros import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="genpolicy",
+        description="Real-time generative (flow matching / diffusion) robot policies for ROS 2.",
+    )
+    parser.add_argument("--version", action="version", version=f"genpolicy_ros {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    parser.set_defaults(_verb_parsers=sub.choices)
+    for verb in VERBS:
+        p = sub.add_parser(verb.name, help=verb.help, description=verb.help)
+        if verb.name not in load_verbs:
+            continue
+        module = _load(verb)
+        if module is None:  # any arguments are accepted and ignored
+            p.set_defaults(_run=_not_available(verb), _accepts_any=True)
+        else:
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``genpolicy VERB [options]``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(load_verbs=[chosen] if chosen in VERBS_BY_NAME else [])
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "_accepts_any", False):
+        args._verb_parsers[args.verb].error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"genpolicy {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+def policy_node_main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console script ``policy_node`` (``ros2 run genpolicy_ros policy_node``) = ``genpolicy node``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return main(["node", *argv])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
