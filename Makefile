@@ -13,23 +13,41 @@ PYTEST_ARGS ?=
 export OMP_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: install demo test bench clean help
+.PHONY: install sim-deps demo test bench clean help
 
 help:
 	@echo "make demo   - set up .venv and run the closed-loop demo on the shipped model"
 	@echo "make test   - set up .venv and run the whole test suite"
 	@echo "make bench  - run the benchmarks (not part of make test)"
 
+# On a machine with a sourced ROS 2 installation (ROS_DISTRO set) the venv sees the system
+# rclpy and messages; elsewhere the ROS 2 Python wheels from PyPI are installed.
+ifdef ROS_DISTRO
+VENV_FLAGS = --system-site-packages
+EXTRAS     = onnx,data,sim,test
+else
+VENV_FLAGS =
+EXTRAS     = all
+endif
+
 $(PY):
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 
 $(STAMP): $(PY) setup.py
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "torch==$(TORCH_VERSION)"
-	$(PIP) install --quiet -e ".[all]"
+	$(PIP) install --quiet -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+# Headless MuJoCo rendering uses OSMesa (Debian libosmesa6) when present, else EGL.
+# Best effort: needs root and apt; the simulation falls back to EGL without it.
+sim-deps:
+	@ldconfig -p 2>/dev/null | grep -q libOSMesa || { \
+	  command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq libosmesa6 >/dev/null 2>&1) \
+	  || echo "note: libosmesa6 not installed; MuJoCo will render with EGL"; }
+
+install: $(STAMP) sim-deps
 
 demo: install
 	$(VENV)/bin/genpolicy demo
