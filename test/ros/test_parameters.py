@@ -102,7 +102,7 @@ def test_int_for_double_is_accepted_as_float():
 def test_node_params_validates_itself():
     params = P.NodeParams(num_steps=4, guidance_scale=3, joint_names=["a", "b"])
     assert params.joint_names == ("a", "b") and params.guidance_scale == 3.0
-    assert params.dt == pytest.approx(1.0 / 50.0)
+    assert params.dt == pytest.approx(1.0 / 100.0)
     with pytest.raises(ValueError, match="ddim_eta"):
         P.NodeParams(ddim_eta=2.0)
     with pytest.raises(ValueError, match="unknown"):
@@ -182,9 +182,9 @@ def test_declared_on_real_rclpy_node_with_params_file(tmp_path):
             batch = node.set_parameters_atomically([Parameter("sampler", value="ddim"),
                                                     Parameter("num_steps", value=5000)])
             assert not batch.successful
-            assert node.get_parameter("sampler").value == "flow"
+            assert node.get_parameter("sampler").value == "auto"
             assert node.get_parameter("num_steps").value == 4
-            assert state["current"]["num_steps"] == 4 and state["current"]["sampler"] == "flow"
+            assert state["current"]["num_steps"] == 4 and state["current"]["sampler"] == "auto"
             # use_sim_time is rclpy's, not ours: passes through the callback
             assert node.set_parameters([Parameter("use_sim_time", value=True)])[0].successful
         finally:
