@@ -45,7 +45,7 @@ EXTRAS = {
     # Inference backends (CPU). TensorRT / CUDA are imported lazily and never required.
     "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
     # Data, simulation and image conversion.
-    "data": ["rosbags>=0.9.20", "opencv-python-headless>=4.7"],
+    "data": ["rosbags>=0.11", "opencv-python-headless>=4.7"],
     "sim": ["mujoco>=3.0"],
     # The real ROS 2 client library and messages as PyPI wheels, for machines without a
     # ROS 2 installation. On a ROS 2 machine the system packages are used instead.

@@ -34,7 +34,7 @@ VERBS: List[Verb] = [
     Verb("demo", "closed loop on this machine: sim node + policy node over ROS 2 with the shipped model; "
          "prints success rate, latency and jitter, writes a report", "genpolicy_ros.sim.cli_demo", "demo issue"),
     Verb("collect", "record scripted-expert demonstrations from the simulator as a rosbag2 (MCAP)",
-         "genpolicy_ros.sim.cli_collect", "data collection issue"),
+         "genpolicy_ros.data.cli_collect", "data collection issue"),
     Verb("train", "train a policy on an episode data set (or bags) into a model directory; resumable; "
          "torchrun for several processes", "genpolicy_ros.training.cli_train", "training issue"),
     Verb("eval", "closed-loop evaluation episodes of MODEL: success rate, mode histogram (--json FILE)",

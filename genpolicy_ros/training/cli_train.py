@@ -56,7 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--data", metavar="DIR", help="episode data set directory (dataset.json + episode_*.npz; "
                      "format in docs/episode_format.md)")
     src.add_argument("--bag", metavar="BAG", action="append",
-                     help="rosbag2 recording(s) to train on (reserved: coming with the rosbag data issue)")
+                     help="rosbag2 recording(s) of the sim (`genpolicy collect`) to train on; repeatable. "
+                          "Converted by header stamps into an episode data set at OUT/dataset")
+    src.add_argument("--images", action="store_true",
+                     help="with --bag: include the recorded camera (image+proprio model)")
     src.add_argument("--out", metavar="DIR", required=True,
                      help="output directory: final model dir, checkpoints/, train_log.csv, loss.png")
     src.add_argument("--config", metavar="FILE",
@@ -191,10 +194,15 @@ def _already_trained(out: Path) -> bool:
 # --------------------------------------------------------------------------- run
 def run(args) -> int:
     """Entry point of ``genpolicy train`` (returns the exit status)."""
-    if args.bag:
-        print("genpolicy train --bag: not yet available (coming with the rosbag data issue); "
-              "convert to an episode data set and use --data", file=sys.stderr)
+    if args.bag and args.data:
+        print("genpolicy train: give --data or --bag, not both", file=sys.stderr)
         return 2
+    if args.bag:
+        try:
+            args.data = str(_dataset_from_bags(args))
+        except (ValueError, FileExistsError, FileNotFoundError, TimeoutError) as exc:
+            print(f"genpolicy train: error converting --bag: {exc}", file=sys.stderr)
+            return 1
     if not args.data:
         print("genpolicy train: --data DIR is required", file=sys.stderr)
         return 2
@@ -203,6 +211,31 @@ def run(args) -> int:
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         print(f"genpolicy train: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _dataset_from_bags(args) -> Path:
+    """Convert --bag recordings into OUT/dataset (rank 0 only; other ranks wait for it)."""
+    import os
+    import time
+
+    from genpolicy_ros.data.bags import bags_to_dataset_dir
+    from genpolicy_ros.data.episodes import METADATA_FILE
+
+    target = Path(args.out) / "dataset"
+    done = target / ".converted"
+    if int(os.environ.get("RANK", "0")) == 0:
+        if done.exists():
+            done.unlink()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        bags_to_dataset_dir(args.bag, target, dt=args.dt or 0.05, images=args.images)
+        done.write_text("ok\n")
+        return target
+    deadline = time.monotonic() + 600.0
+    while not (done.exists() and (target / METADATA_FILE).exists()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank 0 did not finish converting the bags into {target}")
+        time.sleep(0.5)
+    return target
 
 
 def _run(args) -> int:

@@ -125,9 +125,9 @@ def test_cli_verbs_and_not_yet_available(capsys, tmp_path):
         assert f"genpolicy {verb}: not yet available (coming with the" in err, err
     if cli._load(cli.VERBS_BY_NAME["node"]) is None:
         assert cli.policy_node_main(["--ros-args"]) == 2
-    # --bag is reserved.
-    assert cli.main(["train", "--bag", "x.mcap", "--out", str(tmp_path / "o")]) == 2
-    assert "not yet available" in capsys.readouterr().err
+    # --bag needs a real recording: a missing one is a clear error, not a crash.
+    assert cli.main(["train", "--bag", str(tmp_path / "x.mcap"), "--out", str(tmp_path / "o")]) == 1
+    assert "not a rosbag2 directory" in capsys.readouterr().err
 
 
 def test_default_yaml_config_builds_valid_configs():

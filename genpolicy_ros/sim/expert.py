@@ -1,0 +1,51 @@
+"""Scripted multimodal expert for the reaching task (ROS-free).
+
+Per episode the expert picks one of the two inverse-kinematics solutions at random
+(elbow up or elbow down, probability 1/2 each) and moves there along a minimum-jerk
+profile in joint space, then holds. Its demonstrations are therefore genuinely bimodal:
+for the same observation (stretched arm pointing at the target) half of them bend the
+elbow one way and half the other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .reach_env import JOINT_LOWER, JOINT_UPPER, inverse_kinematics
+
+
+def minimum_jerk(s: np.ndarray | float) -> np.ndarray:
+    """Minimum-jerk position profile on s ∈ [0, 1] (Flash & Hogan 1985): 10s³ − 15s⁴ + 6s⁵."""
+    s = np.clip(np.asarray(s, dtype=float), 0.0, 1.0)
+    return s**3 * (10.0 - 15.0 * s + 6.0 * s**2)
+
+
+@dataclass
+class ReachExpert:
+    """Joint-space minimum-jerk reach to the elbow-up or elbow-down IK solution."""
+
+    start_q: np.ndarray  # [2] arm joint positions at the start
+    target_xy: np.ndarray  # [2]
+    elbow_sign: int  # +1 elbow up, -1 elbow down
+    move_s: float = 1.6  # duration of the reach
+
+    def __post_init__(self):
+        self.start_q = np.asarray(self.start_q, dtype=float)
+        goal = inverse_kinematics(self.target_xy, self.elbow_sign)
+        # Take the shoulder's short way round.
+        delta = (goal[0] - self.start_q[0] + np.pi) % (2 * np.pi) - np.pi
+        self.goal_q = np.clip(np.array([self.start_q[0] + delta, goal[1]]), JOINT_LOWER, JOINT_UPPER)
+
+    @classmethod
+    def random(cls, start_q, target_xy, rng: np.random.Generator, move_s: float = 1.6) -> "ReachExpert":
+        return cls(start_q=start_q, target_xy=target_xy, elbow_sign=int(rng.choice([-1, 1])), move_s=move_s)
+
+    @property
+    def mode(self) -> str:
+        return "elbow_up" if self.elbow_sign > 0 else "elbow_down"
+
+    def action(self, t: float | np.ndarray) -> np.ndarray:
+        """Position target [.., 2] at time t (s) since the start of the episode."""
+        s = minimum_jerk(np.asarray(t, dtype=float) / self.move_s)[..., None]
+        return self.start_q + s * (self.goal_q - self.start_q)

@@ -1,0 +1,236 @@
+"""A two-link planar reaching task with two equally valid solutions (ROS-free).
+
+The arm (`assets/reach2d.xml`, shoulder + elbow, position-controlled) starts stretched out
+towards a red target that lies *inside* its workspace. Every such target can be reached
+with the elbow bent one way or the other (two inverse-kinematics solutions, mirror images
+of each other about the line from the base to the target)::
+
+        elbow "up"   o                      target x
+                    / \\                   ...
+      base o-------o   x   target          straight arm (the *average* of the
+                    \\ /                   two modes) overshoots the target
+        elbow "down" o
+
+The average of the two joint-space solutions is the straight arm pointing at the target,
+whose fingertip is `L1 + L2 - r` away from a target at distance `r`: with `r <= 0.16 m`
+that is at least 6 cm, three times the success radius. A regression policy that averages
+the modes therefore misses; a generative policy that commits to one succeeds.
+
+**Success criterion**: at the end of the episode (``episode_s``, default 3 s) the
+fingertip is within ``success_radius`` (default 2 cm) of the target. The **mode** of an
+episode is the sign of the elbow angle at its end: ``elbow_up`` (q_elbow > +0.2 rad),
+``elbow_down`` (< -0.2 rad), otherwise ``between``.
+
+Joint names (the JointState contract): ``shoulder``, ``elbow`` (actuated) and
+``target_x``, ``target_y`` (the target's position as two passive slide joints, so a
+state-based policy observes it through JointState by name).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ASSET = Path(__file__).with_name("assets") / "reach2d.xml"
+ARM_JOINTS = ("shoulder", "elbow")
+TARGET_JOINTS = ("target_x", "target_y")
+ALL_JOINTS = ARM_JOINTS + TARGET_JOINTS
+LINK_LENGTHS = (0.12, 0.10)  # metres, must match assets/reach2d.xml
+JOINT_LOWER = np.array([-math.pi, -2.6])
+JOINT_UPPER = np.array([math.pi, 2.6])
+MODES = ("elbow_up", "elbow_down", "between")
+
+
+@dataclass(frozen=True)
+class ReachTaskConfig:
+    """Task parameters; validated on construction."""
+
+    target_radius: tuple[float, float] = (0.07, 0.16)  # distance of target from base (m)
+    # Direction of the target from the base (rad); kept away from ±π so that both IK
+    # solutions stay inside the shoulder's joint limits.
+    target_heading: tuple[float, float] = (-1.6, 1.6)
+    start_noise_rad: float = 0.05  # std of the start pose around the straight arm
+    episode_s: float = 3.0
+    success_radius: float = 0.02
+    physics_substeps_per_s: int = 500  # = 1 / MJCF timestep
+    image_size: tuple[int, int] = (96, 96)  # (H, W)
+    camera: str = "overhead"
+
+    def __post_init__(self):
+        lo, hi = self.target_radius
+        reach = sum(LINK_LENGTHS)
+        if not (0.0 < lo < hi < reach):
+            raise ValueError(f"target_radius must satisfy 0 < lo < hi < {reach} (arm reach); got {self.target_radius}")
+        if not (-math.pi / 2 - 0.2 <= self.target_heading[0] < self.target_heading[1] <= math.pi / 2 + 0.2):
+            raise ValueError(f"target_heading must lie within ±(π/2 + 0.2) rad; got {self.target_heading}")
+        if self.episode_s <= 0 or self.success_radius <= 0 or self.start_noise_rad < 0:
+            raise ValueError("episode_s and success_radius must be > 0, start_noise_rad >= 0")
+        if len(self.image_size) != 2 or min(self.image_size) < 16:
+            raise ValueError(f"image_size must be (H, W) with both >= 16; got {self.image_size}")
+
+
+def forward_kinematics(q: np.ndarray) -> np.ndarray:
+    """Fingertip (x, y) of joint angles q = [shoulder, elbow] (any leading dims)."""
+    q = np.asarray(q, dtype=float)
+    l1, l2 = LINK_LENGTHS
+    x = l1 * np.cos(q[..., 0]) + l2 * np.cos(q[..., 0] + q[..., 1])
+    y = l1 * np.sin(q[..., 0]) + l2 * np.sin(q[..., 0] + q[..., 1])
+    return np.stack([x, y], axis=-1)
+
+
+def inverse_kinematics(target_xy: np.ndarray, elbow_sign: int) -> np.ndarray:
+    """Joint angles [shoulder, elbow] putting the fingertip on target_xy (law of cosines).
+
+    elbow_sign=+1 gives the elbow-up (q_elbow > 0) solution, -1 the elbow-down one.
+    """
+    if elbow_sign not in (-1, 1):
+        raise ValueError("elbow_sign must be +1 or -1")
+    l1, l2 = LINK_LENGTHS
+    x, y = float(target_xy[0]), float(target_xy[1])
+    r2 = x * x + y * y
+    cos_q2 = np.clip((r2 - l1 * l1 - l2 * l2) / (2 * l1 * l2), -1.0, 1.0)
+    q2 = elbow_sign * math.acos(cos_q2)
+    q1 = math.atan2(y, x) - math.atan2(l2 * math.sin(q2), l1 + l2 * math.cos(q2))
+    q1 = (q1 + math.pi) % (2 * math.pi) - math.pi
+    return np.array([q1, q2])
+
+
+def classify_mode(q_elbow: float, threshold: float = 0.2) -> str:
+    if q_elbow > threshold:
+        return "elbow_up"
+    if q_elbow < -threshold:
+        return "elbow_down"
+    return "between"
+
+
+def _ensure_gl_backend() -> None:
+    """Pick a headless OpenGL backend for MuJoCo rendering if the user set none."""
+    if "MUJOCO_GL" in os.environ:
+        return
+    import ctypes.util
+
+    os.environ["MUJOCO_GL"] = "osmesa" if ctypes.util.find_library("OSMesa") else "egl"
+
+
+@dataclass
+class StepResult:
+    time_s: float
+    joint_positions: np.ndarray  # [4] shoulder, elbow, target_x, target_y
+    joint_velocities: np.ndarray  # [4]
+    fingertip: np.ndarray  # [2]
+    distance: float
+    image: np.ndarray | None = None  # [H, W, 3] uint8 RGB
+    info: dict = field(default_factory=dict)
+
+
+class ReachEnv:
+    """MuJoCo reaching task. `reset(seed)`, then `step(q_target, duration_s)` repeatedly.
+
+    Time is simulated time in seconds from the reset. Commands are absolute position
+    targets for [shoulder, elbow] (rad); non-finite commands are refused (ValueError) —
+    a real position controller would also refuse them.
+    """
+
+    def __init__(self, config: ReachTaskConfig | None = None, render: bool = False):
+        if render:
+            _ensure_gl_backend()  # MUJOCO_GL is read when mujoco is first imported
+        import mujoco  # imported here so the module itself imports without mujoco
+
+        self.config = config or ReachTaskConfig()
+        self._mj = mujoco
+        self.model = mujoco.MjModel.from_xml_path(str(ASSET))
+        self.data = mujoco.MjData(self.model)
+        self.timestep = float(self.model.opt.timestep)
+        self._qadr = {n: int(self.model.joint(n).qposadr[0]) for n in ALL_JOINTS}
+        self._dadr = {n: int(self.model.joint(n).dofadr[0]) for n in ALL_JOINTS}
+        self._renderer = None
+        if render:
+            h, w = self.config.image_size
+            self._renderer = mujoco.Renderer(self.model, h, w)
+        self.target = np.zeros(2)
+        self.rng = np.random.default_rng(0)
+
+    # ------------------------------------------------------------------ episode control
+    def reset(self, seed: int | None = None, target_xy: np.ndarray | None = None) -> StepResult:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        mj = self._mj
+        mj.mj_resetData(self.model, self.data)
+        if target_xy is None:
+            radius = self.rng.uniform(*self.config.target_radius)
+            angle = self.rng.uniform(*self.config.target_heading)
+            target_xy = np.array([radius * math.cos(angle), radius * math.sin(angle)])
+        self.target = np.asarray(target_xy, dtype=float)
+        # Stretched arm pointing at the target: both elbow solutions are equally close.
+        heading = math.atan2(self.target[1], self.target[0])
+        q0 = np.array([heading, 0.0]) + self.rng.normal(0.0, self.config.start_noise_rad, size=2)
+        q0 = np.clip(q0, JOINT_LOWER, JOINT_UPPER)
+        self.data.qpos[self._qadr["shoulder"]] = q0[0]
+        self.data.qpos[self._qadr["elbow"]] = q0[1]
+        self.data.qpos[self._qadr["target_x"]] = self.target[0]
+        self.data.qpos[self._qadr["target_y"]] = self.target[1]
+        self.data.ctrl[:] = q0
+        mj.mj_forward(self.model, self.data)
+        return self.observe()
+
+    def step(self, q_target: np.ndarray, duration_s: float, with_image: bool = True) -> StepResult:
+        """Hold position target q_target [2] for duration_s of simulated time; the result
+        carries a rendered frame when the env renders and ``with_image`` is set."""
+        q_target = np.asarray(q_target, dtype=float).reshape(-1)
+        if q_target.shape != (2,) or not np.all(np.isfinite(q_target)):
+            raise ValueError(f"command must be 2 finite joint positions; got {q_target!r}")
+        self.data.ctrl[:] = np.clip(q_target, JOINT_LOWER, JOINT_UPPER)
+        n = max(1, int(round(duration_s / self.timestep)))
+        for _ in range(n):
+            self._mj.mj_step(self.model, self.data)
+            # The target is passive and must not drift (no actuator, gravity off).
+            self.data.qpos[self._qadr["target_x"]] = self.target[0]
+            self.data.qpos[self._qadr["target_y"]] = self.target[1]
+            self.data.qvel[self._dadr["target_x"]] = 0.0
+            self.data.qvel[self._dadr["target_y"]] = 0.0
+        return self.observe(with_image=with_image)
+
+    # ------------------------------------------------------------------ observation
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    def arm_positions(self) -> np.ndarray:
+        return np.array([self.data.qpos[self._qadr[n]] for n in ARM_JOINTS])
+
+    def observe(self, with_image: bool = True) -> StepResult:
+        qpos = np.array([self.data.qpos[self._qadr[n]] for n in ALL_JOINTS])  # [4]
+        qvel = np.array([self.data.qvel[self._dadr[n]] for n in ALL_JOINTS])  # [4]
+        tip = forward_kinematics(qpos[:2])  # [2]
+        image = self.render() if (with_image and self._renderer is not None) else None
+        return StepResult(
+            time_s=self.time,
+            joint_positions=qpos,
+            joint_velocities=qvel,
+            fingertip=tip,
+            distance=float(np.linalg.norm(tip - self.target)),
+            image=image,
+        )
+
+    def render(self) -> np.ndarray:
+        if self._renderer is None:
+            raise RuntimeError("ReachEnv was created with render=False")
+        self._renderer.update_scene(self.data, camera=self.config.camera)
+        return self._renderer.render().copy()  # [H, W, 3] uint8 RGB
+
+    def evaluate(self) -> dict:
+        """Success and mode of the episode so far (call at the end of the episode)."""
+        obs = self.observe(with_image=False)
+        return {
+            "success": bool(obs.distance <= self.config.success_radius),
+            "final_distance": obs.distance,
+            "mode": classify_mode(float(obs.joint_positions[1])),
+        }
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
