@@ -593,7 +593,8 @@ def bags_to_dataset_dir(
 
     Defaults of the reaching sim: actions = ``shoulder, elbow`` (from the JointTrajectory
     topic, or the Float64MultiArray one if only that was recorded), states = all four
-    JointState joints, camera ``overhead`` when ``images``, joint limits of the arm.
+    JointState joints — or, with ``images``, only the arm joints plus camera ``overhead``
+    (the target is then seen, not given) — and the joint limits of the arm.
     ``out_dir`` defaults to ``<first bag>_dataset`` next to it; a data set already there
     (``dataset.json`` + ``episode_*.npz``) is replaced — it is derived data. Returns its path.
     """
@@ -614,7 +615,10 @@ def bags_to_dataset_dir(
     if action_topic is None:
         topics = bag_topics(bags[0])
         action_topic = TRAJECTORY_TOPIC if TRAJECTORY_TOPIC in topics else FORWARD_TOPIC
-    bag_to_episodes(bags, out, ARM_JOINTS, ALL_JOINTS, camera="overhead" if images else None, dt=dt,
+    # State-based models observe the target through JointState (target_x, target_y); an
+    # image+proprio model sees it in the camera and gets only the arm joints as state.
+    state_names = ARM_JOINTS if images else ALL_JOINTS
+    bag_to_episodes(bags, out, ARM_JOINTS, state_names, camera="overhead" if images else None, dt=dt,
                     action_topic=action_topic, joint_limits=(JOINT_LOWER.tolist(), JOINT_UPPER.tolist()),
                     units={"timestamp": "s", "action": "rad", "state": "rad|m"}, exist_ok=True, **kwargs)
     return out

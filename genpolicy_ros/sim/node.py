@@ -108,8 +108,8 @@ class SimParams:
     episode_s: float = 3.0
     physics_rate_hz: float = 100.0  # loop / joint_states rate (simulated time); divides 500 Hz
     camera_rate_hz: float = 10.0  # 0 = no camera (no rendering)
-    image_height: int = 96
-    image_width: int = 96
+    image_height: int = 64
+    image_width: int = 64
     compressed_format: str = "jpeg"  # png | jpeg
     publish_clock: bool = False
     rate_factor: float = 1.0  # simulated seconds per wall second

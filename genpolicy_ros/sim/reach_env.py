@@ -56,7 +56,7 @@ class ReachTaskConfig:
     episode_s: float = 3.0
     success_radius: float = 0.02
     physics_substeps_per_s: int = 500  # = 1 / MJCF timestep
-    image_size: tuple[int, int] = (96, 96)  # (H, W)
+    image_size: tuple[int, int] = (64, 64)  # (H, W)
     camera: str = "overhead"
 
     def __post_init__(self):

@@ -147,7 +147,7 @@ def test_publishes_joint_states_images_and_clock_at_configured_rates(harness_fac
     raw, _ = image_to_array(h.images[2])
     by_stamp = {_ns(m.header.stamp): m for m in h.compressed}
     png, reason = compressed_image_to_array(by_stamp[_ns(h.images[2].header.stamp)])
-    assert raw is not None and raw.shape == (96, 96, 3) and h.images[2].encoding == "rgb8"
+    assert raw is not None and raw.shape == (64, 64, 3) and h.images[2].encoding == "rgb8"
     assert png is not None, reason
     np.testing.assert_array_equal(raw, png)
     assert raw.std() > 5, "the rendered frame is not a blank image"

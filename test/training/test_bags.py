@@ -304,12 +304,13 @@ def test_genpolicy_collect_two_episodes_converts_to_two_finite_episodes(tmp_path
 
     out = bags_to_dataset_dir([bag], images=True)
     ds = EpisodeDataset(out)
-    assert len(ds) == 2 and ds.metadata.cameras == {"overhead": [96, 96]}
+    assert len(ds) == 2 and ds.metadata.cameras == {"overhead": [64, 64]}
+    assert ds.metadata.state_names == ["shoulder", "elbow"], "image models see the target, not its joints"
     for episode, status in zip(ds, statuses):
         n = len(episode)
         assert n == 41, f"2 s at dt 0.05 s should give 41 rows, got {n}"
         assert np.all(np.isfinite(episode.state)) and np.all(np.isfinite(episode.action))
-        assert episode.images["overhead"].shape == (n, 96, 96, 3) and episode.images["overhead"].std() > 5
+        assert episode.images["overhead"].shape == (n, 64, 64, 3) and episode.images["overhead"].std() > 5
         assert episode.timestamp[0] == pytest.approx(status["start_ns"] / NS)
         # Row 0: the expert's first command is (almost) the start pose; the last: the goal it reached.
         assert np.abs(episode.action[0] - episode.state[0, :2]).max() < 0.05
