@@ -14,7 +14,7 @@ window*, i.e. since the previous report, so a level recovers once the fault is g
 ``control_rate_hz``               target executor rate
 ``executor_rate_hz``              measured command rate
 ``generation_rate_hz``            chunks generated per second
-``latency_p50_ms``/``_p99_ms``    generation latency (observation stamp -> chunk ready)
+``latency_p50_ms``/``_p95_ms``    generation latency (observation stamp -> chunk ready)
 ``latency_budget_ms``             latency the schedule tolerates (e.g. T_a · dt)
 ``holds``                         control steps spent holding (not counting pause)
 ``hold_reason``                   why the executor holds now ('' = not holding)
@@ -33,7 +33,7 @@ Level rules (reliability.md rows 1, 4, 7, 8, 11):
   observation older than 2 × ``observation_timeout_s``.
 - WARN: observation older than ``observation_timeout_s``; holding while not paused
   (``hold_reason`` set or ``holds > 0``); ``drops > 0``;
-  ``latency_p99_ms > latency_budget_ms``; while active, ``executor_rate_hz`` below 90 %
+  ``latency_p95_ms > latency_budget_ms``; while active, ``executor_rate_hz`` below 90 %
   of ``control_rate_hz``; ``rejected_messages > 0``.
 - OK otherwise — including an intentional pause and an inactive/unconfigured node
   (reported in the message, not an error).
@@ -95,9 +95,9 @@ def diagnostic_level(stats: Mapping[str, Any]) -> Tuple[int, List[str]]:
     drops = _num(stats, "drops")
     if drops:
         warnings.append(f"{int(drops)} late action(s) dropped")
-    p99, budget = _num(stats, "latency_p99_ms"), _num(stats, "latency_budget_ms")
-    if p99 is not None and budget is not None and p99 > budget:
-        warnings.append(f"latency p99 {p99:.1f} ms over budget {budget:.1f} ms")
+    p95, budget = _num(stats, "latency_p95_ms"), _num(stats, "latency_budget_ms")
+    if p95 is not None and budget is not None and p95 > budget:
+        warnings.append(f"latency p95 {p95:.1f} ms over budget {budget:.1f} ms")
     rate, target = _num(stats, "executor_rate_hz"), _num(stats, "control_rate_hz")
     if state == "active" and rate is not None and target and rate < RATE_WARN_FRACTION * target:
         warnings.append(f"executor at {rate:.1f} Hz, target {target:g} Hz")

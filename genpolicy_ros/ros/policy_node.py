@@ -701,6 +701,9 @@ class PolicyNode(LifecycleNode):
             "generation_rate_hz": delta["chunks"] / elapsed,
             "latency_p50_ms": es["latency_p50_ms"], "latency_p95_ms": es["latency_p95_ms"],
             "latency_max_ms": es["latency_max_ms"],
+            # A chunk must arrive before the executed part of the previous one runs out.
+            "latency_budget_ms": (1e3 * es["scheduler"]["action_horizon"] * self._config.horizon.dt
+                                  if self._config is not None else None),
             "holds": delta["holds"] if self._active else 0, "hold_reason": hold_reason,
             "paused": es["paused"], "drops": delta["drops"], "non_finite": delta["non_finite"],
             "generation_errors": delta["generation_errors"], "rejected_messages": delta["rejected_messages"],
