@@ -198,7 +198,7 @@ def test_cli_writes_the_json_schema_table_and_plots(trained_dir, tmp_path, capsy
         assert grid == pytest.approx(r["duration_s"] * 100, abs=15), (run, r["ticks"], r["missed_ticks"])
     assert ex["generating"]["chunks_engine"] + ex["generating"]["chunks_filler"] >= 1, ex["generating"]
 
-    for mode in ("none", "ensemble", "rtc", "rtc-hard"):
+    for mode in ("none", "ensemble", "rtc", "rtc-guided"):
         assert isinstance(report["seams"][mode]["ratio"], float), report["seams"][mode]
         assert report["seams"][mode]["n_seams"] >= 1
 

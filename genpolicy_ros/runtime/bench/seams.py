@@ -17,7 +17,7 @@ Metric (per mode, over all episodes)::
             not a seam
     ratio = max_{i ∈ seam} a[i]  /  p99_{i ∉ seam} a[i]
 
-Modes: ``none``, ``ensemble``, ``rtc`` (with the settings' ``rtc_prefix_mode``, guided
+Modes: ``none``, ``ensemble``, ``rtc`` (with the settings' ``rtc_prefix_mode``, hard
 by default) and ``rtc-hard`` / ``rtc-guided`` (RTC with that prefix mode named).
 
 ``ratio ≫ 1``: visible jerks at the seams (``none`` typically); ``≈ 1``: the seams are
@@ -43,7 +43,7 @@ from ..generation_worker import to_policy_obs
 from ..latency import LatencyTracker
 
 #: Measured modes: the engine's blending modes (``rtc`` with the settings' prefix mode,
-#: guided by default) and RTC with each prefix mode named explicitly.
+#: hard by default) and RTC with each prefix mode named explicitly.
 SEAM_MODES = BLENDING + ("rtc-hard", "rtc-guided")
 
 #: EngineSettings maxima: the safety filter must not smooth what the blending produced.
