@@ -1,0 +1,94 @@
+"""The demo/eval report: a success/latency table and a picture of fingertip paths.
+
+Both take eval documents (:meth:`~genpolicy_ros.sim.evaluation.EvalResult.to_dict`, i.e.
+the ``genpolicy eval --json`` schema) so they also work on saved JSON files.
+
+The picture has one panel per run (e.g. flow vs MSE side by side): every episode's
+fingertip path in the workspace, coloured by the mode the episode ended in (elbow up /
+elbow down / between), its target marked with a cross; failed episodes are dashed. The
+grey circle is the arm's reach (L1 + L2) around the base.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Mapping, Optional, Sequence
+
+from .reach_env import LINK_LENGTHS, MODES
+
+MODE_COLOURS = {"elbow_up": "tab:blue", "elbow_down": "tab:orange", "between": "tab:red"}
+_COLUMNS = ("run", "episodes", "success", "elbow up", "elbow down", "between",
+            "latency p50", "latency p95", "jitter p99")
+
+
+def _num(v, fmt: str = "{:.1f}") -> str:
+    return "n/a" if v is None else fmt.format(v)
+
+
+def run_label(doc: Mapping) -> str:
+    """``flow-10``, ``ddim-10``, ``regression`` ... for one eval document."""
+    name = Path(str(doc.get("model", "?"))).name
+    sampler = doc.get("sampler", "?")
+    steps = doc.get("num_steps")
+    return f"{name} ({sampler}{'' if steps is None else f'-{steps}'})"
+
+
+def format_table(docs: Sequence[Mapping]) -> str:
+    """A fixed-width text table: one row per run (latency and jitter in ms)."""
+    rows = [list(_COLUMNS)]
+    for d in docs:
+        n = max(int(d["episodes"]), 1)
+        h = d["mode_histogram"]
+        rows.append([
+            run_label(d), str(d["episodes"]), f"{100 * d['success_rate']:.1f} %",
+            f"{100 * h['elbow_up'] / n:.0f} %", f"{100 * h['elbow_down'] / n:.0f} %",
+            f"{100 * h['between'] / n:.0f} %",
+            _num(d["latency_ms"].get("p50")) + " ms", _num(d["latency_ms"].get("p95")) + " ms",
+            _num(d["command_jitter_ms"].get("p99")) + " ms",
+        ])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(r))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def plot_trajectories(docs: Sequence[Mapping], path, titles: Optional[List[str]] = None) -> Path:
+    """Write the fingertip-path picture (PNG) of one or more eval documents to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless; no display needed
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    reach = sum(LINK_LENGTHS)
+    fig, axes = plt.subplots(1, len(docs), figsize=(max(5.4 * len(docs), 7.0), 5.6), squeeze=False)
+    for k, (ax, doc) in enumerate(zip(axes[0], docs)):
+        ax.add_patch(plt.Circle((0, 0), reach, fill=False, color="0.8", lw=1))
+        ax.plot([0], [0], marker="o", color="k", ms=6)  # arm base
+        for ep in doc["per_episode"]:
+            tip = ep.get("fingertip") or []
+            if tip:
+                xs, ys = zip(*tip)
+                ax.plot(xs, ys, color=MODE_COLOURS.get(ep["mode"], "k"), lw=1.2, alpha=0.8,
+                        ls="-" if ep["success"] else "--")
+                ax.plot([xs[-1]], [ys[-1]], marker="o", ms=3, color=MODE_COLOURS.get(ep["mode"], "k"))
+            if ep.get("target"):
+                ax.plot([ep["target"][0]], [ep["target"][1]], marker="x", color="k", ms=7, mew=1.5)
+        title = titles[k] if titles else run_label(doc)
+        ax.set_title(f"{title}\nsuccess {100 * doc['success_rate']:.0f} % of {doc['episodes']}")
+        ax.set_xlim(-0.6 * reach, reach + 0.02)
+        ax.set_ylim(-reach - 0.02, reach + 0.02)
+        ax.set_aspect("equal")
+        ax.set_xlabel("x (m)")
+        ax.set_ylabel("y (m)")
+        ax.grid(True, lw=0.3)
+    handles = [Line2D([], [], color=MODE_COLOURS[m], label=m.replace("_", " ")) for m in MODES]
+    handles += [Line2D([], [], color="k", ls="--", label="failed"),
+                Line2D([], [], color="k", marker="x", ls="", label="target")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles) if len(docs) > 1 else 3, frameon=False)
+    fig.tight_layout(rect=(0, 0.1 if len(docs) == 1 else 0.06, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
