@@ -3,11 +3,9 @@
 A tiny random-weight model (skill is not the point here) drives the MuJoCo sim node
 through a `genpolicy node` child process on its own ROS domain: two 1-second episodes.
 """
-import importlib.util
 import json
 import math
 import os
-import sys
 
 import pytest
 
@@ -15,12 +13,7 @@ pytest.importorskip("rclpy")
 pytest.importorskip("mujoco")
 pytestmark = pytest.mark.ros
 
-_spec = importlib.util.spec_from_file_location(
-    "genpolicy_policy_node_harness", os.path.join(os.path.dirname(__file__), "policy_node_harness.py"))
-H = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = H
-    _spec.loader.exec_module(H)
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 from genpolicy_ros.sim import evaluation as E  # noqa: E402
 from genpolicy_ros.sim.report import format_table, plot_trajectories  # noqa: E402

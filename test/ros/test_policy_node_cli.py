@@ -11,20 +11,13 @@ import pytest
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.ros
 
-HARNESS = os.path.join(os.path.dirname(__file__), "policy_node_harness.py")
 DOMAIN_ID = 75
 
 
 def _make_model(path):
-    import importlib.util
+    import policy_node_harness  # test/ros is on pytest's pythonpath
 
-    spec = importlib.util.spec_from_file_location("genpolicy_policy_node_harness", HARNESS)
-    harness = sys.modules.get(spec.name)
-    if harness is None:
-        harness = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = harness
-        spec.loader.exec_module(harness)
-    return harness.make_model_dir(path)
+    return policy_node_harness.make_model_dir(path)
 
 
 def test_genpolicy_node_autostarts_with_ros_args_and_stops_on_ctrl_c(tmp_path):

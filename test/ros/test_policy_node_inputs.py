@@ -5,10 +5,7 @@ One active node for the module; the fake robot streams JointState at 100 Hz and 
 ``mutate`` hook injects each fault. Outcomes are read from the commands and /diagnostics.
 """
 import ast
-import importlib.util
 import math
-import os
-import sys
 import time
 
 import numpy as np
@@ -17,12 +14,7 @@ import pytest
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.ros
 
-_spec = importlib.util.spec_from_file_location(
-    "genpolicy_policy_node_harness", os.path.join(os.path.dirname(__file__), "policy_node_harness.py"))
-H = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = H
-    _spec.loader.exec_module(H)
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402

@@ -4,9 +4,6 @@ One node for the module (one generation child per configure): JointTrajectory fi
 then deactivate / cleanup / configure again as forward_command (Float64MultiArray), then
 a configure that must fail on a joint-name mismatch. Reliability rows 2, 12, 15.
 """
-import importlib.util
-import os
-import sys
 import time
 
 import numpy as np
@@ -15,12 +12,7 @@ import pytest
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.ros
 
-_spec = importlib.util.spec_from_file_location(
-    "genpolicy_policy_node_harness", os.path.join(os.path.dirname(__file__), "policy_node_harness.py"))
-H = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = H
-    _spec.loader.exec_module(H)
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402

@@ -4,10 +4,7 @@
 values are rejected with a reason and nothing is half-applied. A tiny *diffusion* model
 (DDIM default, 20 training steps) so that the sampler can change (ddim <-> ddpm).
 """
-import importlib.util
 import math
-import os
-import sys
 import time
 
 import pytest
@@ -15,12 +12,7 @@ import pytest
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.ros
 
-_spec = importlib.util.spec_from_file_location(
-    "genpolicy_policy_node_harness", os.path.join(os.path.dirname(__file__), "policy_node_harness.py"))
-H = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = H
-    _spec.loader.exec_module(H)
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 from rcl_interfaces.srv import SetParametersAtomically  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402

@@ -3,10 +3,8 @@
 A 1-second bag of JointState at 100 Hz (the arm sweeping slowly, fixed target) is
 synthesised with BagWriter; a tiny random-weight model is replayed on it three times.
 """
-import importlib.util
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -14,12 +12,7 @@ import pytest
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.ros
 
-_spec = importlib.util.spec_from_file_location(
-    "genpolicy_policy_node_harness", os.path.join(os.path.dirname(__file__), "policy_node_harness.py"))
-H = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = H
-    _spec.loader.exec_module(H)
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 from sensor_msgs.msg import JointState  # noqa: E402
 
