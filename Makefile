@@ -52,8 +52,17 @@ install: $(STAMP) sim-deps
 demo: install
 	$(VENV)/bin/genpolicy demo
 
+# One pytest process per suite (and per ROS test file): nodes, DDS participants, the
+# generation processes and MuJoCo GL contexts of one file cannot disturb the next.
+ROS_TEST_FILES = $(sort $(wildcard test/ros/test_*.py))
+
 test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS) test
+	@status=0; \
+	for suite in test/core test/runtime test/training $(ROS_TEST_FILES); do \
+	  echo "== $$suite"; \
+	  $(PY) -m pytest -q $(PYTEST_ARGS) $$suite || status=1; \
+	done; \
+	exit $$status
 
 bench: install
 	$(VENV)/bin/genpolicy bench --help
