@@ -133,19 +133,17 @@ class RtcPrefix:
 
 
 def rtc_soft_weights(horizon: int, frozen: int, overlap: int) -> np.ndarray:
-    """RTC guidance weights ``[horizon]`` (Black et al. 2025, soft masking, in our indices).
-
-    ``W_i = 1`` for ``i < frozen``; ``W_i = c_i·(e^{c_i} − 1)/(e − 1)`` with
-    ``c_i = (overlap − i)/(overlap − frozen + 1)`` for ``frozen ≤ i < overlap``; 0 after.
+    """RTC guidance weights ``[horizon]`` (Black et al. 2025, soft masking, in our indices):
+    1 on the first ``frozen`` rows, the paper's exponential decay up to ``overlap``, 0 after.
+    One formula for the whole project: :func:`genpolicy_ros.core.inpainting.rtc_prefix_weights`.
     """
     if horizon < 0 or not 0 <= frozen <= overlap <= horizon:
         raise ValueError(f"need 0 <= frozen ({frozen}) <= overlap ({overlap}) <= horizon ({horizon})")
-    w = np.zeros(horizon, dtype=np.float64)  # [T_p]
-    w[:frozen] = 1.0
-    i = np.arange(frozen, overlap, dtype=np.float64)  # [overlap - frozen]
-    c = (overlap - i) / (overlap - frozen + 1)
-    w[frozen:overlap] = c * np.expm1(c) / (math.e - 1.0)
-    return w
+    if horizon == 0:
+        return np.zeros(0, dtype=np.float64)
+    from ..core.inpainting import rtc_prefix_weights
+
+    return rtc_prefix_weights(int(horizon), int(frozen), int(overlap - frozen)).double().numpy()  # [T_p]
 
 
 def _check_time(now: float) -> float:
