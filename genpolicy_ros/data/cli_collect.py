@@ -1,6 +1,6 @@
 """``genpolicy collect``: scripted-expert demonstrations from the sim, as one rosbag2 (MCAP).
 
-One process runs three nodes on a MultiThreadedExecutor, in a ROS domain of its own
+One process runs three nodes on one SingleThreadedExecutor, in a ROS domain of its own
 choosing (``--domain-id``, default: the environment's)::
 
     SimNode (genpolicy_sim)  ── joint_states, camera, /clock, ~/episode ──►  recorder
@@ -59,7 +59,7 @@ def collect(args) -> dict:
     """Run the collection; returns a summary dict (also printed by :func:`run`)."""
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rosgraph_msgs.msg import Clock
@@ -109,7 +109,7 @@ def collect(args) -> dict:
             "images": bool(args.images), "command": args.command, "rate_factor": args.rate_factor,
             "joint_names": ["shoulder", "elbow"], "state_names": ["shoulder", "elbow", "target_x", "target_y"],
         }))
-        executor = MultiThreadedExecutor(num_threads=2, context=context)
+        executor = SingleThreadedExecutor(context=context)
         for node in nodes:
             executor.add_node(node)
         _wait_for_connections(executor, rec_node, driver)

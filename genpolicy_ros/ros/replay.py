@@ -224,7 +224,7 @@ def replay_bag(cfg: ReplayConfig) -> ReplayResult:
     """Play ``cfg.bag`` into a policy node in lockstep and record its output into ``cfg.out``."""
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.node import Node
     from rclpy.parameter import Parameter
@@ -290,7 +290,7 @@ def replay_bag(cfg: ReplayConfig) -> ReplayResult:
             "inference_delay_steps": cfg.inference_delay_steps, "control_rate_hz": cfg.control_rate_hz,
             "sampler": cfg.sampler, "num_steps": cfg.num_steps, "chunk_blending": cfg.chunk_blending,
             "output_mode": cfg.output_mode}))
-        executor = MultiThreadedExecutor(num_threads=3, context=context)
+        executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         executor.add_node(player)
         spin = threading.Thread(target=executor.spin, name="genpolicy-replay-spin", daemon=True)

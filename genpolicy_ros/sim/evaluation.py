@@ -507,7 +507,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     import rclpy
     from lifecycle_msgs.msg import Transition
     from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from ..core.checkpoint import read_model_config
@@ -540,7 +540,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
             Parameter("auto_reset", value=False),
         ])
         evaluator = _Evaluator(context, cfg.output_mode, cfg.control_rate_hz)
-        executor = MultiThreadedExecutor(num_threads=2, context=context)
+        executor = SingleThreadedExecutor(context=context)
         executor.add_node(sim)
         executor.add_node(evaluator.node)
         spin_thread = threading.Thread(target=executor.spin, name="genpolicy-eval-spin", daemon=True)

@@ -260,7 +260,7 @@ class SimNode(Node):
         self._period_ns = int(round(NS_PER_S / p.physics_rate_hz))
         self._camera_period_ns = int(round(NS_PER_S / p.camera_rate_hz)) if p.camera_rate_hz > 0 else 0
         if p.camera_rate_hz > 0:
-            reach_env._ensure_gl_backend()  # must precede the first `import mujoco`
+            reach_env.ensure_headless_gl()  # must precede the first `import mujoco`
         # The env (and its OpenGL context, current in one thread only) lives on the loop thread.
         self.env: Optional[ReachEnv] = None
         self._env_ready = threading.Event()

@@ -106,8 +106,10 @@ def classify_mode(q_elbow: float, threshold: float = 0.2) -> str:
     return "between"
 
 
-def _ensure_gl_backend() -> None:
-    """Pick a headless OpenGL backend for MuJoCo rendering if the user set none."""
+def ensure_headless_gl() -> None:
+    """Pick a headless OpenGL backend for MuJoCo rendering (OSMesa when installed, else EGL)
+    if the user set none. MuJoCo reads ``MUJOCO_GL`` once, at its first import: call this
+    before anything imports ``mujoco``."""
     if "MUJOCO_GL" in os.environ:
         return
     import ctypes.util
@@ -136,7 +138,7 @@ class ReachEnv:
 
     def __init__(self, config: ReachTaskConfig | None = None, render: bool = False):
         if render:
-            _ensure_gl_backend()  # MUJOCO_GL is read when mujoco is first imported
+            ensure_headless_gl()  # MUJOCO_GL is read when mujoco is first imported
         import mujoco  # imported here so the module itself imports without mujoco
 
         self.config = config or ReachTaskConfig()

@@ -1,7 +1,7 @@
 """Shared fixtures of the policy-node integration tests (not a test module itself).
 
 Real rclpy over real DDS on loopback: each test module gets its own ``rclpy`` Context on
-its own ``ROS_DOMAIN_ID``; the node under test spins in a MultiThreadedExecutor thread, the
+its own ``ROS_DOMAIN_ID``; the node under test spins in a SingleThreadedExecutor thread (as in `genpolicy node`), the
 test's "robot" node in a second executor thread. The robot publishes JointState at a
 robot rate (header stamp = its clock) and tracks the commands it receives perfectly
 (the measured position is the last command), like a position-controlled arm.
@@ -18,7 +18,7 @@ import numpy as np
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -249,7 +249,7 @@ class RosHarness:
 
     def start(self, node, robot_rate_hz: float = 100.0):
         self.node = node
-        ex = MultiThreadedExecutor(num_threads=4, context=self.context)
+        ex = SingleThreadedExecutor(context=self.context)
         ex.add_node(node)
         self.robot = FakeRobot(self.context, rate_hz=robot_rate_hz, policy_node=node.get_name())
         ex2 = SingleThreadedExecutor(context=self.context)

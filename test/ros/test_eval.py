@@ -10,6 +10,9 @@ import os
 import pytest
 
 pytest.importorskip("rclpy")
+from genpolicy_ros.sim.reach_env import ensure_headless_gl  # noqa: E402
+
+ensure_headless_gl()  # before the first `import mujoco`
 pytest.importorskip("mujoco")
 pytestmark = pytest.mark.ros
 

@@ -14,11 +14,6 @@ import pytest
 pytest.importorskip("rclpy")
 pytestmark = [
     pytest.mark.ros,
-    # Non-strict: these shared-node timing tests passed in their author's runs but failed
-    # intermittently in fresh-clone full runs at the end of session 1 (executor starved in
-    # the pytest process, e.g. "87 of 200 messages, 74 ticks skipped"). They still run and
-    # report; the cause is open (see the session note). Remove this mark once fixed.
-    pytest.mark.xfail(strict=False, reason="intermittent timing failures in full-suite runs; under investigation"),
 ]
 
 import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)

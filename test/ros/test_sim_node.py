@@ -11,8 +11,10 @@ import time
 import numpy as np
 import pytest
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering (before mujoco is imported)
 rclpy = pytest.importorskip("rclpy")
+from genpolicy_ros.sim.reach_env import ensure_headless_gl  # noqa: E402
+
+ensure_headless_gl()  # before the first `import mujoco`
 pytest.importorskip("mujoco")
 
 from builtin_interfaces.msg import Duration, Time  # noqa: E402
