@@ -204,6 +204,7 @@ class PolicyNode(LifecycleNode):
         self._worker = None
         self._engine: Optional[PolicyEngine] = None
         self._loop: Optional[RateLoop] = None
+        self._lockstep = False  # enter_lockstep(): the caller drives tick_once()
         self._command_pub = None
         self._chunk_pub = None
         self._diagnostics_pub = None
@@ -246,6 +247,25 @@ class PolicyNode(LifecycleNode):
     @property
     def engine(self) -> Optional[PolicyEngine]:
         return self._engine
+
+    # ================================================================== lockstep (replay, tests)
+    def enter_lockstep(self) -> None:
+        """Stop the command loop's own thread (the node must be active); from now on the
+        caller drives the node one period at a time with :meth:`tick_once` — deterministic
+        replay does this against a bag's ``/clock``. Deactivate/activate returns to
+        free-running. Raises RuntimeError when there is no running loop to take over."""
+        loop = self._loop
+        if loop is None or self._engine is None:
+            raise RuntimeError("enter_lockstep: the node is not configured and active")
+        if not loop.stop(timeout=2.0):
+            raise RuntimeError("enter_lockstep: the command loop thread did not stop")
+        self._lockstep = True
+
+    def tick_once(self) -> None:
+        """One command period in the calling thread (after :meth:`enter_lockstep`)."""
+        if not self._lockstep or self._loop is None:
+            raise RuntimeError("tick_once: call enter_lockstep() first")
+        self._loop.run_ticks(1)
 
     def executor_stats(self) -> Dict[str, Any]:
         """The command loop's counters (RateLoop.stats: ticks, missed_ticks, lateness) plus
@@ -446,6 +466,7 @@ class PolicyNode(LifecycleNode):
         self._output_started = False
         self._last_published = None
         self._active = True
+        self._lockstep = False
         self._loop.start()
         self._state_label = "active"
         self.get_logger().info(f"active: executing at {self._loop.rate_hz:g} Hz")
@@ -590,16 +611,24 @@ class PolicyNode(LifecycleNode):
 
     # ================================================================== the executor tick
     def _on_tick(self, tick) -> None:
-        """RateLoop thread: apply staged settings, tick the engine, publish."""
+        """RateLoop thread: apply staged settings, tick the engine, publish the command —
+        then the slower rest (requesting the next chunk, the ~/action_chunk debug message),
+        so that the command leaves at the same instant of every period."""
         if self._staged is not None:
             self._apply_staged()
         engine = self._engine
         if engine is None:
             return
-        result = engine.tick(self._ros_now())
-        self._last_result = result
+        result = engine.tick(self._ros_now(), defer_request=True)
+        try:
+            self._last_result = result
+            self._publish_result(result)
+        finally:
+            engine.run_deferred_request()
         if result.merged_chunk is not None:
             self._on_chunk(result.merged_chunk)
+
+    def _publish_result(self, result) -> None:
         command = result.command
         if command is None:
             return

@@ -27,9 +27,9 @@ the measured wall-clock p95), and the safety filter sees the same sequence of ti
 Identical bag + seed → identical actions, bit for bit on the same machine (CPU).
 
 The node runs in this process (its generation still runs in its own child process) so
-that the replay can drive its executor tick; this uses the node's executor loop object
-(``PolicyNode._loop``, a :class:`~genpolicy_ros.runtime.rate_loop.RateLoop`: stopped, then
-``run_ticks(1)`` per step). ``observation_timeout_s`` is raised to 5 s because wall time
+that the replay can drive its executor tick: ``PolicyNode.enter_lockstep()`` stops the
+node's command-loop thread and ``PolicyNode.tick_once()`` runs one period per step.
+``observation_timeout_s`` is raised to 5 s because wall time
 between steps is not bag time (the steady-clock watchdog would otherwise fire while a
 chunk is being generated on a slow machine).
 """
@@ -307,7 +307,7 @@ def replay_bag(cfg: ReplayConfig) -> ReplayResult:
         _wait(lambda: node.get_clock().now().nanoseconds == t_first - period_ns, 10.0, "the first /clock")
         if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
             raise RuntimeError("activating the policy node failed")
-        loop = _take_over_executor(node)
+        node.enter_lockstep()
         engine = node.engine
         worker = _LockstepWorker(engine.worker)
         engine.worker = worker
@@ -334,14 +334,14 @@ def replay_bag(cfg: ReplayConfig) -> ReplayResult:
                   f"the node to take {sent} message(s) at step {k} (if it rejected them, its log above "
                   "says why: joint names, image size or encoding)")
             before = engine.counters.requests
-            loop.run_ticks(1)
+            node.tick_once()
             if engine.counters.requests > before:
                 requested += 1
                 worker.fetch(cfg.step_timeout_s)
             if progress is not None:
                 progress.update(1)
         # One last tick merges a chunk fetched at the final step; then let the recorder drain.
-        loop.run_ticks(1)
+        node.tick_once()
         _wait_quiet(recorder, 0.5, cfg.step_timeout_s)
         recorded = recorder.counts
     finally:
@@ -362,16 +362,6 @@ def replay_bag(cfg: ReplayConfig) -> ReplayResult:
                         bag_span_s=round((t_last - t_first) / NS_PER_S, 6), wall_s=round(time.monotonic() - t_start, 2),
                         settings={"seed": cfg.seed, "inference_delay_steps": cfg.inference_delay_steps,
                                   "control_rate_hz": cfg.control_rate_hz, "domain_id": domain_id})
-
-
-def _take_over_executor(node):
-    """Stop the node's free-running executor thread; return its loop for ``run_ticks``."""
-    loop = getattr(node, "_loop", None)
-    if loop is None or not hasattr(loop, "run_ticks"):
-        raise RuntimeError("this PolicyNode does not expose its executor loop; lockstep replay is impossible")
-    if not loop.stop(timeout=2.0):
-        raise RuntimeError("the policy node's executor thread did not stop")
-    return loop
 
 
 def _wait_quiet(recorder, quiet_s: float, timeout_s: float) -> None:

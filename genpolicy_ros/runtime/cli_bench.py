@@ -1,13 +1,17 @@
 """``genpolicy bench MODEL --json FILE [--plot DIR]``: latency, executor jitter, seam smoothness.
 
-Three measurements in one run (see :mod:`genpolicy_ros.runtime.bench`):
+Four measurements in one run (see :mod:`genpolicy_ros.runtime.bench`):
 
 1. chunk latency per device × backend × sampler-steps (default DDPM-100, DDIM-10,
    flow-5, flow-10; the other family than the model's runs on a same-architecture twin);
 2. the executor (RateLoop + PolicyEngine at ``--rate``) idle, then while a generation
    process runs back-to-back, for ``--executor-seconds`` each;
 3. seams: executed-action acceleration at chunk switches vs inside chunks, per blending
-   mode, on a simulated clock with the generation latency emulated in rows.
+   mode, on a simulated clock with the generation latency emulated in rows;
+4. the ROS command stream (``--ros-seconds``, when rclpy is installed): ``genpolicy node``
+   in a process of its own, commands timed where a controller receives them
+   (:mod:`genpolicy_ros.ros.command_stream`, run as a child process so that this module
+   stays ROS-free).
 
 Prints a table, writes ``--json FILE`` and, with ``--plot DIR``, PNGs.
 """
@@ -56,6 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "backend for the model's default sampler (default -1)")
     p.add_argument("--seam-plant", default="auto", choices=("auto", "reach", "synthetic"),
                    help="closed loop in the reach task, or a synthetic open-loop stream (default auto)")
+    p.add_argument("--ros-seconds", type=float, default=20.0,
+                   help="seconds of the ROS command-stream measurement: the node in its own process at --rate, "
+                        "inter-arrival jitter where the commands are received; 0 skips (default 20)")
+    p.add_argument("--ros-output-mode", default="forward_command", choices=("forward_command", "joint_trajectory"),
+                   help="command message of the ROS measurement (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="noise / episode seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -81,6 +90,8 @@ def _check(args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    if not math.isfinite(args.ros_seconds) or args.ros_seconds < 0:
+        raise ValueError(f"--ros-seconds must be >= 0, got {args.ros_seconds}")
     for name in ("executor_seconds", "seam_seconds"):
         v = getattr(args, name)
         if not math.isfinite(v) or v <= 0:
@@ -203,9 +214,11 @@ def _run(args, lat_cfg) -> int:
                              "engine_settings": dataclasses.asdict(engine_settings),
                              "safety_filter": "velocity/acceleration/jump limits relaxed to their maxima"}
 
+    ros_stream = _measure_ros_stream(args, skipped)
+
     report = rep.build_report(machine=rep.machine_info(), model=rep.model_info(args.model, policy),
                               settings=settings, latency_rows=rows, speedup=speed, executor=executor,
-                              seams=seams, skipped=skipped)
+                              seams=seams, skipped=skipped, ros_stream=ros_stream)
     path = rep.write_json(report, args.json)
     print(rep.format_table(report))
     print(f"\nreport written to {path}")
@@ -223,3 +236,31 @@ def _run(args, lat_cfg) -> int:
             written += plots.executor_lateness(executor, out)
         print(f"plots: {', '.join(str(p) for p in written)}")
     return 0
+
+
+def _measure_ros_stream(args, skipped: dict):
+    """The ROS command-stream report from a child process, or None with the reason in ``skipped``."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    key = "ros_command_stream"
+    if args.ros_seconds == 0:
+        skipped[key] = "--ros-seconds 0"
+        return None
+    if importlib.util.find_spec("rclpy") is None:
+        skipped[key] = "rclpy is not installed (pip extra [ros] or a sourced ROS 2)"
+        return None
+    with tempfile.TemporaryDirectory(prefix="genpolicy_bench_ros_") as tmp:
+        out = Path(tmp) / "stream.json"
+        cmd = [sys.executable, "-m", "genpolicy_ros.ros.command_stream", str(args.model),
+               "--seconds", str(args.ros_seconds), "--rate", str(args.rate), "--backend", args.executor_backend,
+               "--output-mode", args.ros_output_mode, "--json", str(out)]
+        print(f"ROS command stream: {args.ros_seconds:g} s at {args.rate:g} Hz (node in its own process) ...",
+              file=sys.stderr)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0 or not out.is_file():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            skipped[key] = f"failed (exit {done.returncode}): {' | '.join(tail)}"
+            return None
+        return json.loads(out.read_text())

@@ -235,6 +235,7 @@ class PolicyEngine:
         self._last_command: Optional[np.ndarray] = None
         self._last_error: Optional[WorkerError] = None
         self._stale_reason = ""
+        self._deferred_request: Optional[tuple] = None  # (now, settings) from tick(defer_request=True)
         self._action_index = [model.state_names.index(j) if j in model.state_names else None
                               for j in model.joint_names]
 
@@ -312,8 +313,15 @@ class PolicyEngine:
         self._in_flight = None
 
     # ------------------------------------------------------------------ the tick
-    def tick(self, now: Optional[float] = None) -> TickResult:
-        """One executor period; see the module docstring."""
+    def tick(self, now: Optional[float] = None, *, defer_request: bool = False) -> TickResult:
+        """One executor period; see the module docstring.
+
+        With ``defer_request`` the request step (2., the one part of a tick that can take
+        milliseconds: it snapshots the observation window and hands it to the worker) is
+        left out, and the caller runs it with :meth:`run_deferred_request` *after* it has
+        sent the command — so the command leaves on time. Nothing else changes: the
+        scheduler's plan and RTC prefix do not depend on the order of pop and request.
+        """
         now = self.clock() if now is None else float(now)
         steady = self.steady_clock()
         self.counters.ticks += 1
@@ -325,8 +333,12 @@ class PolicyEngine:
         self._apply_pending_settings()
         settings = self._settings
         stale = self._stale(now, steady, settings)
+        self._deferred_request = None
         if settings.enabled and not stale and not self.safety.paused:
-            self._maybe_request(now, settings)
+            if defer_request:
+                self._deferred_request = (now, settings)
+            else:
+                self._maybe_request(now, settings)
         target = self.scheduler.pop(now) if settings.enabled else None
         with self._lock:
             measured, measured_stamp = self._measured, self._measured_stamp
@@ -343,6 +355,13 @@ class PolicyEngine:
             self.counters.holds += 1
         return TickResult(now=now, command=result.command, status=result.status, reasons=reasons,
                           velocity=velocity, merged_chunk=merged)
+
+    def run_deferred_request(self) -> None:
+        """Second half of ``tick(defer_request=True)``: request the next chunk if it is due.
+        A no-op when nothing was deferred (call it once per such tick, e.g. in ``finally``)."""
+        pending, self._deferred_request = self._deferred_request, None
+        if pending is not None:
+            self._maybe_request(*pending)
 
     def _collect(self, now: float) -> Optional[ActionChunk]:
         merged = None

@@ -52,10 +52,8 @@ import json
 import math
 import os
 import platform
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -64,6 +62,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..ros.node_process import NodeProcess, node_command
 from .reach_env import ALL_JOINTS, MODES, forward_kinematics
 
 NS_PER_S = 1_000_000_000
@@ -269,63 +268,19 @@ def percentiles(values: Sequence[float], qs: Sequence[str]) -> Dict[str, Optiona
 # --------------------------------------------------------------------------- the policy node process
 def policy_node_command(cfg: EvalConfig, use_sim_time: bool = False) -> List[str]:
     """``python -m genpolicy_ros.cli node --ros-args -p ...`` for this evaluation."""
-    params = {
+    return node_command({
         "model_path": str(Path(cfg.model_dir).resolve()),
         "output_mode": cfg.output_mode,
         "control_rate_hz": float(cfg.control_rate_hz),
         "seed": cfg.policy_seed,
         "backend": cfg.backend,
         "device": cfg.device,
-    }
-    if cfg.sampler is not None:
-        params["sampler"] = cfg.sampler
-    if cfg.num_steps is not None:
-        params["num_steps"] = cfg.num_steps
-    if cfg.action_horizon is not None:
-        params["action_horizon"] = cfg.action_horizon
-    if cfg.chunk_blending is not None:
-        params["chunk_blending"] = cfg.chunk_blending
-    if use_sim_time:
-        params["use_sim_time"] = True
-    cmd = [sys.executable, "-m", "genpolicy_ros.cli", "node", "--ros-args"]
-    for name, value in params.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        cmd += ["-p", f"{name}:={text}"]
-    return cmd
-
-
-class PolicyProcess:
-    """``genpolicy node`` as a child process on a given ROS domain; its output goes to a log."""
-
-    def __init__(self, command: Sequence[str], domain_id: int):
-        env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
-                   PYTHONUNBUFFERED="1")
-        self.log = tempfile.NamedTemporaryFile(prefix="genpolicy_node_", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(list(command), env=env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, n: int = 30) -> str:
-        try:
-            lines = Path(self.log.name).read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-n:])
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGINT)  # the node's main handles it: clean shutdown
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5.0)
-        self.log.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
+        "sampler": cfg.sampler,
+        "num_steps": cfg.num_steps,
+        "action_horizon": cfg.action_horizon,
+        "chunk_blending": cfg.chunk_blending,
+        "use_sim_time": True if use_sim_time else None,
+    })
 
 
 # --------------------------------------------------------------------------- the evaluator
@@ -522,7 +477,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
 
     context = Context()
     rclpy.init(context=context, domain_id=domain_id)
-    policy = PolicyProcess(policy_node_command(cfg), domain_id)
+    policy = NodeProcess(policy_node_command(cfg), domain_id)
     sim = evaluator = executor = None
     spin_thread = None
     progress = None
@@ -607,7 +562,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         commands=totals, sim_stats=sim_stats, policy_diagnostics=_diagnostics_summary(diagnostics), wall_s=round(time.monotonic() - t_start, 2))
 
 
-def _one_episode(index: int, sim, ev: _Evaluator, budget_s: float, policy: PolicyProcess) -> EpisodeRecord:
+def _one_episode(index: int, sim, ev: _Evaluator, budget_s: float, policy: NodeProcess) -> EpisodeRecord:
     from lifecycle_msgs.msg import Transition
 
     reset_at_ns = sim.now_ns()

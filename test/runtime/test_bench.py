@@ -164,7 +164,7 @@ def test_cli_writes_the_json_schema_table_and_plots(trained_dir, tmp_path, capsy
     status = main(["bench", str(model_dir), "--json", str(out_json), "--plot", str(plot_dir),
                    "--backends", "eager,onnxruntime,tensorrt", "--samplers", "ddpm-8,ddim-2,flow-2",
                    "--repeats", "3", "--warmup", "1", "--executor-seconds", "1.0", "--executor-backend", "eager",
-                   "--seam-episodes", "1", "--seam-seconds", "1.2", "--no-progress"])
+                   "--seam-episodes", "1", "--seam-seconds", "1.2", "--ros-seconds", "0", "--no-progress"])
     assert status == 0
     report = json.loads(out_json.read_text())
     for key in ("timestamp", "machine", "model", "settings", "chunk_latency_ms", "speedup_vs_eager",
@@ -202,8 +202,11 @@ def test_cli_writes_the_json_schema_table_and_plots(trained_dir, tmp_path, capsy
         assert isinstance(report["seams"][mode]["ratio"], float), report["seams"][mode]
         assert report["seams"][mode]["n_seams"] >= 1
 
+    assert report["ros_command_stream"] == {"skipped": True, "reason": "--ros-seconds 0"}
+
     table = capsys.readouterr().out
     assert "chunk latency" in table and "executor" in table and "seams" in table
+    assert "ROS command stream: skipped (--ros-seconds 0)" in table
     pngs = sorted(p.name for p in plot_dir.glob("*.png"))
     assert {"latency_cpu.png", "executor_lateness.png", "seams_none.png", "seams_ensemble.png",
             "seams_rtc.png"} <= set(pngs), pngs

@@ -217,3 +217,35 @@ def test_disabled_engine_holds_and_requests_nothing():
     results = run(engine, clock, 0.5)
     assert worker.requests == []
     assert all(r.status.is_hold for r in results)
+
+
+def test_deferred_request_waits_for_its_second_half_and_changes_no_command():
+    """tick(defer_request=True) + run_deferred_request() (what the node does to send the
+    command before the slow request work) gives the same commands and requests as tick()."""
+    plain, plain_worker, plain_clock = make_engine(chunk_blending="rtc")
+    deferred, worker, clock = make_engine(chunk_blending="rtc")
+    arm = np.zeros(2)
+    deferred_results = []
+    for k in range(200):
+        clock.t += 1.0 / RATE
+        deferred.observe_state(clock.t, np.r_[arm, 0.1, 0.05])
+        n_before = len(worker.requests)
+        res = deferred.tick(defer_request=True)
+        assert len(worker.requests) == n_before, "a deferred tick must not submit a request by itself"
+        deferred.run_deferred_request()
+        deferred.run_deferred_request()  # a second call is a no-op
+        if res.command is not None:
+            arm = res.command.copy()
+        deferred_results.append(res)
+    plain_results = run(plain, plain_clock, 2.0)
+    assert len(worker.requests) == len(plain_worker.requests) > 3
+    for a, b in zip(worker.requests, plain_worker.requests):
+        assert a.t0 == b.t0 and a.seq == b.seq
+        np.testing.assert_array_equal(a.prefix_actions if a.prefix_actions is not None else [],
+                                      b.prefix_actions if b.prefix_actions is not None else [])
+    for a, b in zip(deferred_results, plain_results):
+        assert a.status == b.status
+        if a.command is None:
+            assert b.command is None
+        else:
+            np.testing.assert_array_equal(a.command, b.command)

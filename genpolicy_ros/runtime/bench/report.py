@@ -14,6 +14,10 @@ Top-level keys of the JSON (``format: genpolicy-bench/1``)::
                        ratio_generating_vs_idle {...}  — or {skipped: true, reason}
     seams              {mode: {ratio, max_seam_accel, in_chunk_p99_accel, n_seams, ...}}
                        — or {skipped: true, reason}
+    ros_command_stream the node in its own process over DDS (genpolicy_ros.ros.command_stream):
+                       rate_hz_measured, commands, nonfinite_commands, node_cpu_percent,
+                       middleware / source / probe_callback {interarrival_*, jitter_* ms},
+                       node_diagnostics — or {skipped: true, reason}
 
 Raw samples (latency per run, lateness per tick, traces) stay out of the JSON; the
 plots use them.
@@ -99,7 +103,7 @@ def _strip(d: dict, keys) -> dict:
 
 def build_report(*, machine: dict, model: dict, settings: dict, latency_rows: Optional[List[dict]],
                  speedup: Optional[dict], executor: Optional[dict], seams: Optional[dict],
-                 skipped: Dict[str, str]) -> dict:
+                 skipped: Dict[str, str], ros_stream: Optional[dict] = None) -> dict:
     """Assemble the JSON document (see module docstring)."""
     doc: Dict[str, Any] = {
         "format": FORMAT,
@@ -119,6 +123,10 @@ def build_report(*, machine: dict, model: dict, settings: dict, latency_rows: Op
     else:
         doc["seams"] = {mode: dict(m["metric"], seam_ticks_episode0=m["episodes"][0]["seams"])
                         for mode, m in seams["modes"].items()}
+    if ros_stream is None:
+        doc["ros_command_stream"] = {"skipped": True, "reason": skipped.get("ros_command_stream", "not run")}
+    else:
+        doc["ros_command_stream"] = ros_stream
     return _clean(doc)
 
 
@@ -193,4 +201,16 @@ def format_table(report: dict) -> str:
         for mode, r in seams.items():
             lines.append(f"  {mode:9} ratio {_f(r['ratio']):>7}   seam max {_f(r['max_seam_accel'], '{:.3g}')}  "
                          f"in-chunk p99 {_f(r['in_chunk_p99_accel'], '{:.3g}')}  ({r['n_seams']} seams)")
+    lines.append("")
+    ros = report.get("ros_command_stream", {"skipped": True, "reason": "not run"})
+    if ros.get("skipped"):
+        lines.append(f"ROS command stream: skipped ({ros['reason']})")
+    else:
+        lines.append(f"ROS command stream @ {ros['settings']['rate_hz']:g} Hz, node in its own process: "
+                     f"{ros['rate_hz_measured']:.2f} Hz, {ros['nonfinite_commands']} non-finite, "
+                     f"node CPU {ros['node_cpu_percent']:.0f} %; |gap - period| ms (p50 / p99 / max)")
+        for name, key in (("middleware rx", "middleware"), ("publisher", "source"), ("probe callback", "probe_callback")):
+            g = ros.get(key) or {}
+            lines.append(f"  {name:15} {_f(g.get('jitter_p50_ms'), '{:.3f}')} / {_f(g.get('jitter_p99_ms'), '{:.3f}')} / "
+                         f"{_f(g.get('jitter_max_ms'), '{:.3f}')}")
     return "\n".join(lines)
