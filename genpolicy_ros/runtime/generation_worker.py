@@ -423,7 +423,21 @@ def _child_main(conn, cfg: WorkerConfig, heartbeat) -> None:
 
 
 # --------------------------------------------------------------------------- parent-side client
-class GenerationWorker:
+class _WorkerStatus:
+    """``state`` and ``ready`` of both worker kinds (they keep ``self._state``)."""
+
+    _state: WorkerState
+
+    @property
+    def state(self) -> WorkerState:
+        return self._state
+
+    @property
+    def ready(self) -> bool:
+        return self._state in (WorkerState.READY, WorkerState.BUSY)
+
+
+class GenerationWorker(_WorkerStatus):
     """Parent-side handle of the generation child process (see module docstring).
 
     Every method except :meth:`wait_ready` and :meth:`close` is non-blocking and O(1).
@@ -459,14 +473,6 @@ class GenerationWorker:
             self.start()
 
     # ---------------------------------------------------------------- life cycle
-    @property
-    def state(self) -> WorkerState:
-        return self._state
-
-    @property
-    def ready(self) -> bool:
-        return self._state in (WorkerState.READY, WorkerState.BUSY)
-
     @property
     def busy(self) -> bool:
         return self._state == WorkerState.BUSY
@@ -727,7 +733,7 @@ class GenerationWorker:
 
 
 # --------------------------------------------------------------------------- in-process variant
-class ThreadGenerationWorker:
+class ThreadGenerationWorker(_WorkerStatus):
     """Same interface as :class:`GenerationWorker`, generating in a thread of *this* process.
 
     For tests and simple scripts only: the thread holds the GIL between kernels, so a
@@ -755,14 +761,6 @@ class ThreadGenerationWorker:
         self.stats = collections.Counter()
         if autostart:
             self.start()
-
-    @property
-    def state(self) -> WorkerState:
-        return self._state
-
-    @property
-    def ready(self) -> bool:
-        return self._state in (WorkerState.READY, WorkerState.BUSY)
 
     @property
     def busy(self) -> bool:

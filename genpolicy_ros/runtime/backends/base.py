@@ -466,3 +466,14 @@ def measure_latency(backends: Mapping[str, "InferenceBackend"], obs, settings: S
         out[name] = {"p50_ms": float(np.median(arr)), "p90_ms": float(np.percentile(arr, 90)),
                      "min_ms": float(arr.min()), "runs": len(ts)}
     return out
+
+
+def cuda_unavailable_reason(device: str) -> str:
+    """Why a CUDA-only backend cannot run on ``device``; ``""`` when it can."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA device"
+    if not str(device).startswith("cuda"):
+        return f"device is {device!r}, not cuda"
+    return ""

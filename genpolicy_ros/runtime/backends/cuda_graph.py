@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import BackendError, GraphBackend, GraphSpec, UnrolledSampler
+from .base import BackendError, GraphBackend, GraphSpec, UnrolledSampler, cuda_unavailable_reason
 
 
 class CudaGraphBackend(GraphBackend):
@@ -34,10 +34,9 @@ class CudaGraphBackend(GraphBackend):
 
     @classmethod
     def available(cls, device: str = "cuda") -> tuple[bool, str]:
-        if not torch.cuda.is_available():
-            return False, f"torch {torch.__version__} sees no CUDA device"
-        if not str(device).startswith("cuda"):
-            return False, f"device is {device!r}, not cuda"
+        reason = cuda_unavailable_reason(device)
+        if reason:
+            return False, reason
         return True, ""
 
     def _build(self, spec: GraphSpec, example_inputs: list):

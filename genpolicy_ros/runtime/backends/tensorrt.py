@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from .base import BackendError, GraphBackend, GraphSpec, UnrolledSampler
+from .base import BackendError, GraphBackend, GraphSpec, UnrolledSampler, cuda_unavailable_reason
 from .cache import EngineCache, EngineKey, code_digest, device_name, library_versions, weights_digest
 from .onnx import export_onnx
 
@@ -39,10 +39,9 @@ class TensorRTBackend(GraphBackend):
 
     @classmethod
     def available(cls, device: str = "cuda") -> tuple[bool, str]:
-        if not torch.cuda.is_available():
-            return False, f"torch {torch.__version__} sees no CUDA device"
-        if not str(device).startswith("cuda"):
-            return False, f"device is {device!r}, not cuda"
+        reason = cuda_unavailable_reason(device)
+        if reason:
+            return False, reason
         try:
             import tensorrt  # noqa: F401
         except ImportError as exc:
