@@ -101,6 +101,6 @@ def run(args) -> int:
     print()
     print(format_table(docs))
     print(f"\nlatency = generation time per chunk in the policy node; jitter = |command inter-arrival - period| "
-          f"at the subscriber. {time.monotonic() - t0:.0f} s in total.")
+          f"where the subscriber receives it. {time.monotonic() - t0:.0f} s in total.")
     print(f"report: {png} and {out / 'demo.json'}")
     return 0

@@ -39,8 +39,10 @@ What is measured:
 - **chunk age** p50/p95/max: receive time of each ``~/action_chunk`` minus its header stamp
   (the observation it was generated from) — observation-to-plan latency incl. transport;
 - **command jitter** p50/p99/max: |inter-arrival time − 1/control_rate| of the commands as
-  this process receives them (subscriber side; the simulator shares this process, so the
-  figure includes its GIL contention — an upper bound on what a controller would see).
+  this process receives them, on the middleware's receive stamps (``MessageInfo``; the
+  simulator shares this process, and its Python scheduling stays out of the figure); where
+  rclpy cannot pass MessageInfo (Humble), on arrival in the callback (an upper bound).
+  ``settings.jitter_clock`` says which.
 
 Pacing: ``rate_factor`` 1.0 (real time) is the honest default: the policy must keep up
 with a robot. A larger factor runs the sim faster than the policy node's wall clock
@@ -316,11 +318,11 @@ class _Evaluator:
         self.node.create_subscription(String, f"/{SIM_NODE}/episode", self._on_episode, qos)
         self.node.create_subscription(JointState, "joint_states", self._on_state, qos)
         if output_mode == "joint_trajectory":
-            self.node.create_subscription(JointTrajectory, "joint_trajectory_controller/joint_trajectory",
-                                          self._on_trajectory, qos)
+            self._subscribe_commands(JointTrajectory, "joint_trajectory_controller/joint_trajectory",
+                                     self._trajectory_values, qos)
         else:
-            self.node.create_subscription(Float64MultiArray, "forward_position_controller/commands",
-                                          self._on_forward, qos)
+            self._subscribe_commands(Float64MultiArray, "forward_position_controller/commands",
+                                     lambda msg: np.asarray(msg.data, dtype=np.float64), qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos)
         self.node.create_subscription(JointTrajectory, f"/{POLICY_NODE}/action_chunk", self._on_chunk, qos)
         self.change_state = self.node.create_client(ChangeState, f"/{POLICY_NODE}/change_state")
@@ -342,8 +344,22 @@ class _Evaluator:
         with self.lock:
             self.states.append((stamp, float(msg.position[idx[0]]), float(msg.position[idx[1]])))
 
-    def _on_command(self, values: np.ndarray) -> None:
-        t = time.monotonic()
+    def _subscribe_commands(self, msg_type, topic, values, qos) -> None:
+        """Commands timed on the middleware's receive stamp (``MessageInfo``), so that the
+        jitter is the command stream's and not this process's Python scheduling (the sim
+        renders in it); on an rclpy without MessageInfo callbacks (Humble), on arrival."""
+        def with_info(msg, info):
+            self._on_command(values(msg), int(info["received_timestamp"]) * 1e-9)
+
+        try:
+            self.node.create_subscription(msg_type, topic, with_info, qos)
+            self.jitter_clock = "middleware receive stamp"
+        except (TypeError, ValueError):
+            self.node.create_subscription(msg_type, topic, lambda msg: self._on_command(values(msg)), qos)
+            self.jitter_clock = "arrival in the evaluator's callback"
+
+    def _on_command(self, values: np.ndarray, received_s: Optional[float] = None) -> None:
+        t = time.monotonic() if received_s is None else received_s
         with self.lock:
             if not self.recording:
                 return
@@ -356,12 +372,9 @@ class _Evaluator:
                 self.jitter_ms.append(1e3 * abs(t - self.command_times[-1] - self.period_s))
             self.command_times.append(t)
 
-    def _on_trajectory(self, msg) -> None:
-        values = np.array([p for pt in msg.points for p in pt.positions], dtype=np.float64)
-        self._on_command(values)
-
-    def _on_forward(self, msg) -> None:
-        self._on_command(np.asarray(msg.data, dtype=np.float64))
+    @staticmethod
+    def _trajectory_values(msg) -> np.ndarray:
+        return np.array([p for pt in msg.points for p in pt.positions], dtype=np.float64)
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
@@ -558,7 +571,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                   "control_rate_hz": cfg.control_rate_hz,
                   "action_horizon": cfg.action_horizon, "episode_s": cfg.episode_s,
                   "rate_factor": cfg.rate_factor, "backend": cfg.backend, "device": cfg.device,
-                  "domain_id": domain_id, "cameras": list(cameras)},
+                  "domain_id": domain_id, "cameras": list(cameras),
+                  "jitter_clock": getattr(evaluator, "jitter_clock", None)},
         commands=totals, sim_stats=sim_stats, policy_diagnostics=_diagnostics_summary(diagnostics), wall_s=round(time.monotonic() - t_start, 2))
 
 
