@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episode-s", type=float, default=3.0, metavar="S", help="episode length (default 3 s)")
     p.add_argument("--rate-factor", type=float, default=1.0, metavar="X",
                    help="simulated seconds per wall second (default 1.0 = real time, the honest setting)")
+    p.add_argument("--obstacle", action="store_true",
+                   help="the obstacle variant of the task (a post the fingertip must not touch; see "
+                        "genpolicy_ros/sim/reach_env.py); use models trained on it, e.g. models/reach_obstacle_flow")
     p.add_argument("--backend", default="auto", help="policy node backend (default auto)")
     p.add_argument("--device", default="auto", help="policy node device (default auto)")
     p.add_argument("--domain-id", type=int, metavar="ID", help="ROS_DOMAIN_ID (default: derived from the pid)")
@@ -57,7 +60,7 @@ def _eval_config(args, model_dir: str):
                       num_steps=args.num_steps, output_mode=args.output_mode, chunk_blending=args.chunk_blending,
                       control_rate_hz=args.control_rate, action_horizon=args.action_horizon, episode_s=args.episode_s, rate_factor=args.rate_factor,
                       policy_seed=args.policy_seed, backend=args.backend, device=args.device,
-                      domain_id=args.domain_id, progress=args.progress)
+                      domain_id=args.domain_id, progress=args.progress, obstacle=args.obstacle)
 
 
 def _baseline(args) -> str:

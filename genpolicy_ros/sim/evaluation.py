@@ -98,6 +98,7 @@ class EvalConfig:
     action_horizon: Optional[int] = None
     episode_s: float = 3.0
     rate_factor: float = 1.0
+    obstacle: bool = False  # the sim's obstacle variant (reach_env.obstacle_task)
     policy_seed: int = 0
     backend: str = "auto"
     device: str = "auto"
@@ -154,6 +155,7 @@ class EpisodeRecord:
     commands: int  # commands received during the episode
     nonfinite_commands: int
     wall_duration_s: float  # header-stamp (ROS/wall) span; > episode_s when the sim fell behind real time
+    collided: bool = False  # obstacle variant: the fingertip touched the post (the episode failed)
 
 
 @dataclass
@@ -506,6 +508,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
             Parameter("publish_clock", value=False),
             Parameter("rate_factor", value=float(cfg.rate_factor)),
             Parameter("auto_reset", value=False),
+            Parameter("obstacle", value=bool(cfg.obstacle)),
         ])
         evaluator = _Evaluator(context, cfg.output_mode, cfg.control_rate_hz)
         executor = SingleThreadedExecutor(context=context)
@@ -572,7 +575,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                   "action_horizon": cfg.action_horizon, "episode_s": cfg.episode_s,
                   "rate_factor": cfg.rate_factor, "backend": cfg.backend, "device": cfg.device,
                   "domain_id": domain_id, "cameras": list(cameras),
-                  "jitter_clock": getattr(evaluator, "jitter_clock", None)},
+                  "jitter_clock": getattr(evaluator, "jitter_clock", None), "obstacle": bool(cfg.obstacle),
+                  "collisions": sum(r.collided for r in records)},
         commands=totals, sim_stats=sim_stats, policy_diagnostics=_diagnostics_summary(diagnostics), wall_s=round(time.monotonic() - t_start, 2))
 
 
@@ -607,7 +611,8 @@ def _one_episode(index: int, sim, ev: _Evaluator, budget_s: float, policy: NodeP
         final_distance=float(result["final_distance"]), target=[float(v) for v in result["target"]],
         fingertip=ev.fingertip_path(int(result["start_ns"]), int(result["end_ns"])),
         commands=commands, nonfinite_commands=nonfinite,
-        wall_duration_s=round((int(result["end_ns"]) - int(result["start_ns"])) / NS_PER_S, 4))
+        wall_duration_s=round((int(result["end_ns"]) - int(result["start_ns"])) / NS_PER_S, 4),
+        collided=bool(result.get("collided", False)))
 
 
 def _last(reports: List[dict], key: str, default):

@@ -29,6 +29,12 @@ class ReachExpert:
     target_xy: np.ndarray  # [2]
     elbow_sign: int  # +1 elbow up, -1 elbow down
     move_s: float = 1.6  # duration of the reach
+    # Obstacle variant: both modes first swing the shoulder towards the target heading
+    # (the average of the two IK shoulder angles) on the move_s profile, elbow held; at
+    # branch_at_s (s) the elbow folds to its mode's goal and the shoulder adds its mode's
+    # offset, on a minimum-jerk profile of branch_move_s. None = one joint-space profile.
+    branch_at_s: float | None = None
+    branch_move_s: float = 0.3
 
     def __post_init__(self):
         self.start_q = np.asarray(self.start_q, dtype=float)
@@ -38,8 +44,16 @@ class ReachExpert:
         self.goal_q = np.clip(np.array([self.start_q[0] + delta, goal[1]]), JOINT_LOWER, JOINT_UPPER)
 
     @classmethod
-    def random(cls, start_q, target_xy, rng: np.random.Generator, move_s: float = 1.6) -> "ReachExpert":
-        return cls(start_q=start_q, target_xy=target_xy, elbow_sign=int(rng.choice([-1, 1])), move_s=move_s)
+    def random(
+        cls, start_q, target_xy, rng: np.random.Generator, move_s: float = 1.6, **branch
+    ) -> "ReachExpert":
+        return cls(
+            start_q=start_q,
+            target_xy=target_xy,
+            elbow_sign=int(rng.choice([-1, 1])),
+            move_s=move_s,
+            **branch,
+        )
 
     @property
     def mode(self) -> str:
@@ -48,4 +62,11 @@ class ReachExpert:
     def action(self, t: float | np.ndarray) -> np.ndarray:
         """Position target [.., 2] at time t (s) since the start of the episode."""
         s = minimum_jerk(np.asarray(t, dtype=float) / self.move_s)[..., None]
-        return self.start_q + s * (self.goal_q - self.start_q)
+        if self.branch_at_s is None:
+            return self.start_q + s * (self.goal_q - self.start_q)
+        heading = np.arctan2(self.target_xy[1], self.target_xy[0])
+        common = self.start_q[0] + (heading - self.start_q[0] + np.pi) % (2 * np.pi) - np.pi  # [] shoulder
+        s_branch = minimum_jerk((np.asarray(t, dtype=float) - self.branch_at_s) / self.branch_move_s)
+        shoulder = self.start_q[0] + s[..., 0] * (common - self.start_q[0]) + s_branch * (self.goal_q[0] - common)
+        elbow = self.start_q[1] + s_branch * (self.goal_q[1] - self.start_q[1])
+        return np.stack([shoulder, elbow], axis=-1)

@@ -86,7 +86,7 @@ from ..ros.conversions import (
 from ..ros.qos import command_qos
 from . import reach_env
 from .expert import ReachExpert
-from .reach_env import ALL_JOINTS, ARM_JOINTS, ReachEnv, ReachTaskConfig
+from .reach_env import ALL_JOINTS, ARM_JOINTS, ReachEnv, ReachTaskConfig, obstacle_task
 
 NS_PER_S = 1_000_000_000
 CLOCK_START_S = 1.0  # simulated clock origin: stamp 0 means "now" to controllers
@@ -115,6 +115,7 @@ class SimParams:
     rate_factor: float = 1.0  # simulated seconds per wall second
     auto_reset: bool = True
     max_episodes: int = 0  # stop starting new episodes after this many (0 = never stop)
+    obstacle: bool = False  # the obstacle variant of the task (reach_env.obstacle_task)
 
     def __post_init__(self):
         if self.seed < 0:
@@ -138,7 +139,10 @@ class SimParams:
         self.task()  # validates episode_s and the image size
 
     def task(self) -> ReachTaskConfig:
-        return ReachTaskConfig(episode_s=self.episode_s, image_size=(self.image_height, self.image_width))
+        size = (self.image_height, self.image_width)
+        if self.obstacle:
+            return obstacle_task(episode_s=self.episode_s, image_size=size)
+        return ReachTaskConfig(episode_s=self.episode_s, image_size=size)
 
 
 def _descriptor(description: str, *, int_range=None, float_range=None) -> ParameterDescriptor:
@@ -164,6 +168,7 @@ _DESCRIPTIONS = {
     "rate_factor": ("simulated seconds per wall-clock second", dict(float_range=(0.01, 100.0))),
     "auto_reset": ("start the next episode when one ends", {}),
     "max_episodes": ("start no new episode after this many ended (0 = unlimited)", dict(int_range=(0, 2**31 - 1))),
+    "obstacle": ("obstacle variant: start beside the target, a post to avoid; touching it fails the episode", {}),
 }
 
 
@@ -439,6 +444,7 @@ class SimNode(Node):
             "success": result["success"],
             "final_distance": float(result["final_distance"]),
             "mode": result["mode"],
+            "collided": bool(result.get("collided", False)),
             "target": [float(v) for v in self.env.target],
         }
         self._episode_open = False

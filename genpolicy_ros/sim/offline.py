@@ -30,7 +30,14 @@ def dataset_metadata(dt: float, with_images: bool, task: ReachTaskConfig) -> Dat
         units={"timestamp": "s", "action": "rad", "state": "rad|m"},
         joint_lower_limits=JOINT_LOWER.tolist(),
         joint_upper_limits=JOINT_UPPER.tolist(),
-        description="genpolicy_ros reach2d: scripted expert, elbow-up/elbow-down chosen at random per episode",
+        description="genpolicy_ros reach2d: scripted expert, elbow-up/elbow-down chosen at random per episode"
+        + (
+            f"; obstacle variant (start {task.start_offset_rad} rad beside the target, post r={task.obstacle_size} m "
+            f"at {task.obstacle_distance} m, {task.obstacle_heading_fraction * task.start_offset_rad:.2f} rad off "
+            f"the target line; expert branches at {task.expert_branch_s} s, folds in {task.expert_branch_move_s} s)"
+            if task.obstacle
+            else ""
+        ),
     )
 
 
@@ -43,12 +50,19 @@ def collect_expert_episodes(
     with_images: bool = False,
     task: Optional[ReachTaskConfig] = None,
     progress: bool = True,
+    paired_modes: bool = False,
 ) -> EpisodeDataset:
     """Record `num_episodes` expert demonstrations at period `dt` into `out_dir`.
 
     Row i holds the observation at t_i and the command issued at t_i (the expert's
     minimum-jerk target one period ahead), matching the runtime's "row i is due at
     t0 + i·dt" convention.
+
+    ``paired_modes``: episodes 2k and 2k+1 share one start (same reset seed: target and start
+    noise) and demonstrate it elbow-up and elbow-down. Independent random episodes let a
+    large regression network memorise a mode per start (a spurious function of the start
+    noise) instead of learning the average; in paired data the same observation carries
+    both modes, as the task intends.
     """
     task = task or ReachTaskConfig()
     env = ReachEnv(task, render=with_images)
@@ -61,8 +75,13 @@ def collect_expert_episodes(
         iterator = tqdm(iterator, desc="collect", unit="episode")
     try:
         for episode_index in iterator:
-            obs = env.reset(seed=seed * 100_003 + episode_index)
-            expert = ReachExpert.random(obs.joint_positions[:2], env.target, env.rng)
+            if paired_modes:
+                obs = env.reset(seed=seed * 100_003 + episode_index // 2)
+                sign = 1 if episode_index % 2 == 0 else -1
+                expert = ReachExpert(obs.joint_positions[:2], env.target, sign, **expert_branch(task))
+            else:
+                obs = env.reset(seed=seed * 100_003 + episode_index)
+                expert = ReachExpert.random(obs.joint_positions[:2], env.target, env.rng, **expert_branch(task))
             stamps, states, actions, images = [], [], [], []
             for k in range(steps):
                 command = expert.action(obs.time_s + dt)  # [2]
@@ -84,6 +103,13 @@ def collect_expert_episodes(
     return dataset
 
 
+def expert_branch(task: ReachTaskConfig) -> dict:
+    """`ReachExpert` keyword arguments of this task's expert: a late branch only with the obstacle."""
+    if not task.obstacle:
+        return {}
+    return {"branch_at_s": task.expert_branch_s, "branch_move_s": task.expert_branch_move_s}
+
+
 ChunkPolicy = Callable[[dict], np.ndarray]  # obs dict -> [T_p, 2] chunk (row 0 = now)
 
 
@@ -94,6 +120,7 @@ class RolloutResult:
     final_distance: float
     fingertip_path: np.ndarray  # [N, 2]
     commands: np.ndarray  # [N, 2]
+    collided: bool = False  # obstacle variant: the fingertip touched the post (success is then False)
 
 
 def rollout(
@@ -138,6 +165,7 @@ def rollout(
             final_distance=result["final_distance"],
             fingertip_path=np.asarray(path),
             commands=np.asarray(commands),
+            collided=bool(result.get("collided", False)),
         )
     finally:
         if own_env:

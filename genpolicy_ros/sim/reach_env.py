@@ -24,6 +24,36 @@ episode is the sign of the elbow angle at its end: ``elbow_up`` (q_elbow > +0.2 
 Joint names (the JointState contract): ``shoulder``, ``elbow`` (actuated) and
 ``target_x``, ``target_y`` (the target's position as two passive slide joints, so a
 state-based policy observes it through JointState by name).
+
+**Obstacle variant** (optional, off by default: ``ReachTaskConfig(obstacle=True)``, or
+:func:`obstacle_task` for the measured parameters). The arm starts stretched out
+``start_offset_rad`` (1.2 rad) counter-clockwise of the target's heading instead of pointing
+at it, and a low post of radius ``obstacle_size`` stands ``obstacle_distance`` (0.21 m) from
+the base at the heading ``target heading + obstacle_heading_fraction · start_offset_rad``
+(0.6 rad off the target line, 0.6 rad from the start): on the arc that the stretched
+fingertip sweeps when the arm swings towards the target without folding. The post is
+short: the links pass over it, only the fingertip (a probe of radius ``FINGERTIP_RADIUS``)
+can touch it. Its position is a function of the target, so a state-based policy that
+observes ``target_x``/``target_y`` knows where it is; no new joints. It is drawn in the
+camera image (a brown cylinder) and is checked geometrically after every physics step: the
+fingertip coming closer than ``obstacle_size + FINGERTIP_RADIUS`` to the post's axis is a
+**collision**. The arm is not stopped (no contact forces); the episode is failed.
+**Success criterion with the obstacle**: the fingertip ends within ``success_radius`` of
+the target *and* never collided during the episode; ``evaluate()`` and ``StepResult.info``
+report ``collided``.
+
+Why it punishes averaging: the expert of this variant (``ReachExpert(branch_at_s=...)``)
+first swings the stretched arm towards the target heading, identically in both modes
+(minimum jerk over 1.6 s), and only at ``expert_branch_s`` (0.3 s) starts folding the elbow,
+up or down, on a fast profile (``expert_branch_move_s`` = 0.3 s; the shoulder adds its
+mode's IK offset on the same profile). The fold pulls the fingertip inside the post's radius
+before the arm gets there. Up to the branch the two modes' states are the same, so state
+feedback cannot tell a regression policy which way to go; the average of the two modes
+folds nothing (elbow 0): its fingertip stays on the 0.22 m arc and hits the post (from
+about 0.75 s), and so does a partial commitment (elbow at a fraction of either goal).
+``scripts/obstacle_geometry.py`` prints the clearances. (With the start beside the target
+line the two modes are no longer exact mirror images; the expert still picks each with
+probability 1/2, and the mode of an episode is classified as above.)
 """
 from __future__ import annotations
 
@@ -42,6 +72,7 @@ LINK_LENGTHS = (0.12, 0.10)  # metres, must match assets/reach2d.xml
 JOINT_LOWER = np.array([-math.pi, -2.6])
 JOINT_UPPER = np.array([math.pi, 2.6])
 MODES = ("elbow_up", "elbow_down", "between")
+FINGERTIP_RADIUS = 0.008  # metres, the fingertip site's size in assets/reach2d.xml
 
 
 @dataclass(frozen=True)
@@ -58,6 +89,14 @@ class ReachTaskConfig:
     physics_substeps_per_s: int = 500  # = 1 / MJCF timestep
     image_size: tuple[int, int] = (64, 64)  # (H, W)
     camera: str = "overhead"
+    # Optional obstacle (see the module docstring); off by default.
+    obstacle: bool = False
+    obstacle_distance: float = 0.21  # post's distance from the base (m)
+    obstacle_size: float = 0.020  # post radius (m)
+    start_offset_rad: float = 1.2  # with the obstacle: start heading = target heading + this
+    obstacle_heading_fraction: float = 0.5  # post heading = target heading + this * start_offset_rad
+    expert_branch_s: float = 0.3  # with the obstacle: the expert's modes part at this time (s)
+    expert_branch_move_s: float = 0.3  # ... and fold the elbow in this time (s)
 
     def __post_init__(self):
         lo, hi = self.target_radius
@@ -70,6 +109,44 @@ class ReachTaskConfig:
             raise ValueError("episode_s and success_radius must be > 0, start_noise_rad >= 0")
         if len(self.image_size) != 2 or min(self.image_size) < 16:
             raise ValueError(f"image_size must be (H, W) with both >= 16; got {self.image_size}")
+        if self.obstacle:
+            keep_out = self.obstacle_size + FINGERTIP_RADIUS
+            if min(self.obstacle_size, self.expert_branch_move_s) <= 0 or self.expert_branch_s < 0:
+                raise ValueError("obstacle_size, expert_branch_move_s must be > 0, expert_branch_s >= 0")
+            if not (0 < self.obstacle_heading_fraction < 1):
+                raise ValueError("obstacle_heading_fraction must lie in (0, 1)")
+            if not (hi + keep_out < self.obstacle_distance < reach):
+                raise ValueError(
+                    f"with the obstacle, target_radius[1] + {keep_out} < obstacle_distance < {reach} "
+                    f"(post outside the targets, within the arm's reach); got {self.target_radius}, "
+                    f"{self.obstacle_distance}"
+                )
+            if not (0 < self.start_offset_rad and self.target_heading[1] + self.start_offset_rad < math.pi):
+                raise ValueError("start_offset_rad must be > 0 and keep the start heading below +π")
+
+
+def obstacle_task(**overrides) -> ReachTaskConfig:
+    """The obstacle variant with the parameters measured in ``scripts/obstacle_geometry.py``:
+    targets 0.07–0.15 m from the base (keeps 4 cm between the farthest target and the
+    post's edge), post of radius 2 cm at 0.21 m."""
+    params = dict(obstacle=True, target_radius=(0.07, 0.15))
+    params.update(overrides)
+    return ReachTaskConfig(**params)
+
+
+def obstacle_position(target_xy: np.ndarray, config: ReachTaskConfig) -> np.ndarray:
+    """Centre (x, y) of the post for a target: ``obstacle_distance`` from the base at the
+    heading ``target heading + obstacle_heading_fraction · start_offset_rad``."""
+    heading = math.atan2(float(target_xy[1]), float(target_xy[0]))
+    heading += config.obstacle_heading_fraction * config.start_offset_rad
+    return config.obstacle_distance * np.array([math.cos(heading), math.sin(heading)])
+
+
+def fingertip_clearance(q: np.ndarray, post_xy: np.ndarray, config: ReachTaskConfig) -> np.ndarray:
+    """Distance (m) between the fingertip probe's surface and the post's surface for joint
+    angles q [..., 2]; negative = collision."""
+    tip = forward_kinematics(q)
+    return np.linalg.norm(tip - np.asarray(post_xy, dtype=float), axis=-1) - config.obstacle_size - FINGERTIP_RADIUS
 
 
 def forward_kinematics(q: np.ndarray) -> np.ndarray:
@@ -143,7 +220,10 @@ class ReachEnv:
 
         self.config = config or ReachTaskConfig()
         self._mj = mujoco
-        self.model = mujoco.MjModel.from_xml_path(str(ASSET))
+        if self.config.obstacle:
+            self.model = self._model_with_obstacle()
+        else:
+            self.model = mujoco.MjModel.from_xml_path(str(ASSET))
         self.data = mujoco.MjData(self.model)
         self.timestep = float(self.model.opt.timestep)
         self._qadr = {n: int(self.model.joint(n).qposadr[0]) for n in ALL_JOINTS}
@@ -154,6 +234,26 @@ class ReachEnv:
             self._renderer = mujoco.Renderer(self.model, h, w)
         self.target = np.zeros(2)
         self.rng = np.random.default_rng(0)
+        self.obstacle_xy = None  # [2] post centre while the obstacle is on
+        self.collided = False
+        self.min_clearance = math.inf
+
+    def _model_with_obstacle(self):
+        """The MJCF plus the post: a mocap body moved to its place at every reset; no
+        contacts (contype 0), collisions are checked geometrically in `step`."""
+        mj = self._mj
+        spec = mj.MjSpec.from_file(str(ASSET))
+        body = spec.worldbody.add_body(name="obstacle", mocap=True)
+        body.add_geom(
+            name="obstacle",
+            type=mj.mjtGeom.mjGEOM_CYLINDER,
+            size=[self.config.obstacle_size, 0.006, 0.0],
+            pos=[0.0, 0.0, 0.0],
+            rgba=[0.55, 0.35, 0.15, 1.0],
+            contype=0,
+            conaffinity=0,
+        )
+        return spec.compile()
 
     # ------------------------------------------------------------------ episode control
     def reset(self, seed: int | None = None, target_xy: np.ndarray | None = None) -> StepResult:
@@ -166,8 +266,11 @@ class ReachEnv:
             angle = self.rng.uniform(*self.config.target_heading)
             target_xy = np.array([radius * math.cos(angle), radius * math.sin(angle)])
         self.target = np.asarray(target_xy, dtype=float)
-        # Stretched arm pointing at the target: both elbow solutions are equally close.
+        # Stretched arm pointing at the target: both elbow solutions are equally close
+        # (with the obstacle: pointing start_offset_rad beside it).
         heading = math.atan2(self.target[1], self.target[0])
+        if self.config.obstacle:
+            heading += self.config.start_offset_rad  # stretched out beside the target, see above
         q0 = np.array([heading, 0.0]) + self.rng.normal(0.0, self.config.start_noise_rad, size=2)
         q0 = np.clip(q0, JOINT_LOWER, JOINT_UPPER)
         self.data.qpos[self._qadr["shoulder"]] = q0[0]
@@ -175,8 +278,25 @@ class ReachEnv:
         self.data.qpos[self._qadr["target_x"]] = self.target[0]
         self.data.qpos[self._qadr["target_y"]] = self.target[1]
         self.data.ctrl[:] = q0
+        if self.config.obstacle:
+            self.obstacle_xy = obstacle_position(self.target, self.config)
+            self.data.mocap_pos[0] = [self.obstacle_xy[0], self.obstacle_xy[1], 0.0]
+            self.collided = False
+            self.min_clearance = math.inf
+            self._check_obstacle()
         mj.mj_forward(self.model, self.data)
         return self.observe()
+
+    def _check_obstacle(self) -> None:
+        l1, l2 = LINK_LENGTHS
+        q1 = self.data.qpos[self._qadr["shoulder"]]
+        q12 = q1 + self.data.qpos[self._qadr["elbow"]]
+        dx = l1 * math.cos(q1) + l2 * math.cos(q12) - self.obstacle_xy[0]
+        dy = l1 * math.sin(q1) + l2 * math.sin(q12) - self.obstacle_xy[1]
+        clearance = math.hypot(dx, dy) - self.config.obstacle_size - FINGERTIP_RADIUS
+        self.min_clearance = min(self.min_clearance, clearance)
+        if clearance < 0.0:
+            self.collided = True
 
     def step(self, q_target: np.ndarray, duration_s: float, with_image: bool = True) -> StepResult:
         """Hold position target q_target [2] for duration_s of simulated time; the result
@@ -193,6 +313,8 @@ class ReachEnv:
             self.data.qpos[self._qadr["target_y"]] = self.target[1]
             self.data.qvel[self._dadr["target_x"]] = 0.0
             self.data.qvel[self._dadr["target_y"]] = 0.0
+            if self.obstacle_xy is not None:
+                self._check_obstacle()
         return self.observe(with_image=with_image)
 
     # ------------------------------------------------------------------ observation
@@ -208,6 +330,7 @@ class ReachEnv:
         qvel = np.array([self.data.qvel[self._dadr[n]] for n in ALL_JOINTS])  # [4]
         tip = forward_kinematics(qpos[:2])  # [2]
         image = self.render() if (with_image and self._renderer is not None) else None
+        info = {"collided": self.collided} if self.config.obstacle else {}
         return StepResult(
             time_s=self.time,
             joint_positions=qpos,
@@ -215,6 +338,7 @@ class ReachEnv:
             fingertip=tip,
             distance=float(np.linalg.norm(tip - self.target)),
             image=image,
+            info=info,
         )
 
     def render(self) -> np.ndarray:
@@ -226,11 +350,16 @@ class ReachEnv:
     def evaluate(self) -> dict:
         """Success and mode of the episode so far (call at the end of the episode)."""
         obs = self.observe(with_image=False)
-        return {
+        result = {
             "success": bool(obs.distance <= self.config.success_radius),
             "final_distance": obs.distance,
             "mode": classify_mode(float(obs.joint_positions[1])),
         }
+        if self.config.obstacle:
+            result["collided"] = bool(self.collided)
+            result["min_clearance"] = float(self.min_clearance)
+            result["success"] = result["success"] and not self.collided
+        return result
 
     def close(self) -> None:
         if self._renderer is not None:

@@ -265,6 +265,23 @@ def test_episode_status_reports_success_when_the_expert_drives(ctx, harness_fact
     assert h.sim.stats["rejected_commands"] <= 0.1 * h.sim.stats["accepted_commands"], h.sim.stats
 
 
+def test_obstacle_variant_fails_an_arm_that_swings_through_the_post(harness_factory):
+    """With ``obstacle:=true`` the arm starts beside the target; swinging the stretched arm
+    to the target's heading (what an averaging policy does) sweeps the fingertip through
+    the post: the episode reports a collision and fails, although nothing stops the arm."""
+    h = harness_factory(publish_clock=True, rate_factor=3.0, camera_rate_hz=0.0, episode_s=1.5,
+                        max_episodes=1, obstacle=True)
+    h.spin_sim_time(0.05)
+    first = h.states[0]
+    heading = np.arctan2(first.position[3], first.position[2])
+    assert first.position[0] - heading == pytest.approx(1.2, abs=0.25), "start beside the target"
+    assert abs(first.position[1]) < 0.25, "stretched arm"
+    h.forward.publish(Float64MultiArray(data=[float(heading), 0.0]))
+    h.spin_until(lambda: h.episodes, timeout_s=30.0, what="the episode's status")
+    status = h.episodes[0]
+    assert status["collided"] is True and status["success"] is False, status
+
+
 def test_parse_joint_trajectory_reorders_by_name():
     parsed, reason = parse_joint_trajectory(_traj(["elbow", "shoulder"], [([1.0, 2.0], 0.1), ([3.0, 4.0], 0.2)]))
     assert parsed is not None, reason
