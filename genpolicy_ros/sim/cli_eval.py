@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="simulated seconds per wall second (default 1.0 = real time, the honest setting)")
     p.add_argument("--obstacle", action="store_true",
                    help="the obstacle variant of the task (a post the fingertip must not touch; see "
-                        "genpolicy_ros/sim/reach_env.py); use models trained on it, e.g. models/reach_obstacle_flow")
+                        "genpolicy_ros/sim/reach_env.py), for models trained on its demonstrations")
     p.add_argument("--backend", default="auto", help="policy node backend (default auto)")
     p.add_argument("--device", default="auto", help="policy node device (default auto)")
     p.add_argument("--domain-id", type=int, metavar="ID", help="ROS_DOMAIN_ID (default: derived from the pid)")
