@@ -18,8 +18,9 @@ and measures, after ``warmup_s``, for ``seconds``:
 * the command rate, non-finite commands, the node's CPU use (node + generation child) and
   the node's own ``/diagnostics`` at the end (executor lateness, generation latency).
 
-Where the installed rclpy cannot hand ``MessageInfo`` to a callback (Humble), the
-middleware figures are reported as unavailable and the callback clock is used.
+Where the installed rclpy cannot hand ``MessageInfo`` to a callback (Humble; see
+:mod:`.message_info`), the middleware figures are reported as unavailable and the
+callback clock is used.
 
 Everything here is a measurement, not a test: the tests assert the stream's rate and
 content, never its timing.
@@ -124,7 +125,6 @@ class _ProbeRobot:
         self.commands = 0
         self.nonfinite = 0
         self.diagnostics: Dict[str, str] = {}
-        self.message_info = True
         self._js_pub = self.node.create_publisher(JointState, "joint_states", sensor_qos())
         if cfg.output_mode == "joint_trajectory":
             self._subscribe(JointTrajectory, TRAJECTORY_TOPIC, self._trajectory_positions)
@@ -141,19 +141,12 @@ class _ProbeRobot:
             self._loops.append(RateLoop(1.0 / model_cfg.horizon.dt, self._publish_frames, name="probe-camera"))
 
     def _subscribe(self, msg_type, topic, positions) -> None:
+        from .message_info import subscribe_with_info
         from .qos import command_qos
 
-        def with_info(msg, info):
-            self._record(positions(msg), info)
-
-        def without_info(msg):
-            self._record(positions(msg), None)
-
-        try:
-            self.node.create_subscription(msg_type, topic, with_info, command_qos(depth=500))
-        except (TypeError, ValueError):  # rclpy without MessageInfo callbacks (Humble)
-            self.message_info = False
-            self.node.create_subscription(msg_type, topic, without_info, command_qos(depth=500))
+        self.message_info = subscribe_with_info(self.node, msg_type, topic,
+                                                lambda msg, info: self._record(positions(msg), info),
+                                                command_qos(depth=500))
 
     def _trajectory_positions(self, msg) -> np.ndarray:
         index = {n: i for i, n in enumerate(msg.joint_names)}

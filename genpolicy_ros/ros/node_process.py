@@ -71,8 +71,8 @@ class NodeProcess:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its reaped children so far plus its live
-    children's (Linux ``/proc``; NaN elsewhere)."""
+    """User + system CPU seconds so far of ``pid`` and its live descendants (Linux
+    ``/proc``; NaN elsewhere or when one of them vanished mid-read)."""
     try:
         tick = os.sysconf("SC_CLK_TCK")
         total = 0.0

@@ -350,15 +350,13 @@ class _Evaluator:
         """Commands timed on the middleware's receive stamp (``MessageInfo``), so that the
         jitter is the command stream's and not this process's Python scheduling (the sim
         renders in it); on an rclpy without MessageInfo callbacks (Humble), on arrival."""
-        def with_info(msg, info):
-            self._on_command(values(msg), int(info["received_timestamp"]) * 1e-9)
+        from ..ros.message_info import subscribe_with_info
 
-        try:
-            self.node.create_subscription(msg_type, topic, with_info, qos)
-            self.jitter_clock = "middleware receive stamp"
-        except (TypeError, ValueError):
-            self.node.create_subscription(msg_type, topic, lambda msg: self._on_command(values(msg)), qos)
-            self.jitter_clock = "arrival in the evaluator's callback"
+        def on_command(msg, info):
+            self._on_command(values(msg), None if info is None else int(info["received_timestamp"]) * 1e-9)
+
+        with_info = subscribe_with_info(self.node, msg_type, topic, on_command, qos)
+        self.jitter_clock = "middleware receive stamp" if with_info else "arrival in the evaluator's callback"
 
     def _on_command(self, values: np.ndarray, received_s: Optional[float] = None) -> None:
         t = time.monotonic() if received_s is None else received_s
@@ -575,7 +573,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                   "action_horizon": cfg.action_horizon, "episode_s": cfg.episode_s,
                   "rate_factor": cfg.rate_factor, "backend": cfg.backend, "device": cfg.device,
                   "domain_id": domain_id, "cameras": list(cameras),
-                  "jitter_clock": getattr(evaluator, "jitter_clock", None), "obstacle": bool(cfg.obstacle),
+                  "jitter_clock": evaluator.jitter_clock, "obstacle": bool(cfg.obstacle),
                   "collisions": sum(r.collided for r in records)},
         commands=totals, sim_stats=sim_stats, policy_diagnostics=_diagnostics_summary(diagnostics), wall_s=round(time.monotonic() - t_start, 2))
 

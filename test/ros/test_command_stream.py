@@ -82,3 +82,48 @@ def test_genpolicy_bench_reports_the_ros_command_stream(tmp_path, capsys):
     assert not ros.get("skipped"), ros
     assert ros["settings"]["rate_hz"] == 50.0 and ros["commands"] >= 0.8 * 75 and ros["nonfinite_commands"] == 0
     assert "ROS command stream @ 50 Hz, node in its own process" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_subscribe_with_info_passes_receive_stamps_or_none(monkeypatch, supported):
+    """Real DDS: with MessageInfo support the callback gets the middleware's stamps; without
+    it (Humble's rclpy) the one-parameter form is used and the callback gets None."""
+    import time
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import Float64MultiArray
+
+    from genpolicy_ros.ros import message_info as MI
+    from genpolicy_ros.ros.qos import command_qos
+
+    if supported:
+        assert MI.message_info_supported(), "this rclpy should pass MessageInfo"
+    else:
+        monkeypatch.setattr(MI, "message_info_supported", lambda: False)
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN_ID + 2)
+    try:
+        node = rclpy.create_node("info_probe", context=ctx)
+        got = []
+        assert MI.subscribe_with_info(node, Float64MultiArray, "probe", lambda m, i: got.append((m, i)),
+                                      command_qos()) is supported
+        pub = node.create_publisher(Float64MultiArray, "probe", command_qos())
+        executor = SingleThreadedExecutor(context=ctx)
+        executor.add_node(node)
+        deadline = time.monotonic() + 10.0
+        while not got and time.monotonic() < deadline:
+            pub.publish(Float64MultiArray(data=[1.0]))
+            executor.spin_once(timeout_sec=0.1)
+        executor.remove_node(node)
+        assert got, "nothing received"
+        msg, info = got[0]
+        assert list(msg.data) == [1.0]
+        if supported:
+            assert info["received_timestamp"] >= info["source_timestamp"] > 0, info
+        else:
+            assert info is None
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
