@@ -261,6 +261,28 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
+class AuxiliaryConfig:
+    """Training-only state supervision ("privileged" information of the demonstrations).
+
+    ``state_names``: entries of the training data's state that the policy does *not*
+    observe at run time (e.g. an object position known in simulation but only seen in
+    the camera by the deployed policy). A linear head on the observation tokens predicts
+    them (normalised to [−1, 1]) and ``weight`` × that MSE is added to the training loss,
+    which teaches the encoder to locate them in the image. The head is never used at run
+    time; with no names (the default) there is no head and no extra loss.
+    """
+
+    state_names: tuple = ()
+    weight: float = 1.0
+
+    def __post_init__(self):
+        _names(self, "state_names", allow_empty=True)
+        _need(_is_real(self.weight) and self.weight >= 0, "AuxiliaryConfig.weight",
+              f"must be a finite number >= 0, got {self.weight!r}")
+        _set(self, "weight", float(self.weight))
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
     """Everything needed to rebuild a :class:`~genpolicy_ros.core.policy.GenerativePolicy`.
 
@@ -278,6 +300,7 @@ class PolicyConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    auxiliary: AuxiliaryConfig = field(default_factory=AuxiliaryConfig)
     cond_dropout: float = 0.1
     seed: int = 0
 
@@ -290,6 +313,9 @@ class PolicyConfig:
               f"must be in [0, 1), got {self.cond_dropout!r}")
         _set(self, "cond_dropout", float(self.cond_dropout))
         _need(_is_int(self.seed), "PolicyConfig.seed", f"must be an int, got {self.seed!r}")
+        both = sorted(set(self.auxiliary.state_names) & set(self.observation.state_names))
+        _need(not both, "PolicyConfig.auxiliary.state_names",
+              f"must not repeat observed state entries (observation.state_names); both name {both}")
 
     @property
     def default_sampler(self) -> str:
@@ -341,6 +367,7 @@ _NESTED = {
     "diffusion": DiffusionConfig,
     "network": NetworkConfig,
     "encoder": EncoderConfig,
+    "auxiliary": AuxiliaryConfig,
 }
 
 

@@ -52,7 +52,8 @@ class GenerativePolicy(nn.Module):
     """Flow-matching / diffusion / regression action-chunk policy (see module docstring).
 
     Submodules (all of their tensors are in ``state_dict()``): ``action_normalizer``,
-    ``state_normalizer``, ``encoder``, ``network`` and the parameter ``null_cond``.
+    ``state_normalizer``, ``encoder``, ``network`` and the parameter ``null_cond``; with
+    ``config.auxiliary.state_names`` also ``aux_normalizer`` and ``aux_head`` (training only).
     """
 
     def __init__(self, config: PolicyConfig, encoder: nn.Module, network: nn.Module):
@@ -67,6 +68,12 @@ class GenerativePolicy(nn.Module):
         T_o, F_tok = config.horizon.T_o, int(encoder.token_dim)
         self.null_cond = nn.Parameter(torch.zeros(T_o, F_tok))  # [T_o, F] learned "no observation" tokens
         nn.init.normal_(self.null_cond, std=0.02)
+        # Training-only supervision (config.AuxiliaryConfig): tokens -> privileged state.
+        self.aux_normalizer = self.aux_head = None
+        D_aux = len(config.auxiliary.state_names)
+        if D_aux:
+            self.aux_normalizer = MinMaxNormalizer(D_aux)
+            self.aux_head = nn.Linear(F_tok, D_aux)  # [.., F] -> [.., D_aux]
         # A frozen dataclass, not a module: nothing of it goes into the state dict.
         self.schedule = NoiseSchedule(
             num_train_steps=config.diffusion.num_train_steps,
@@ -99,11 +106,14 @@ class GenerativePolicy(nn.Module):
             return cls(config, encoder, network)
 
     @torch.no_grad()
-    def fit_normalizers(self, actions, states=None) -> "GenerativePolicy":
-        """Fit the min/max normalisers: ``actions [N, ..., D_a]``, ``states [N, ..., D_s]``."""
+    def fit_normalizers(self, actions, states=None, aux_states=None) -> "GenerativePolicy":
+        """Fit the min/max normalisers: ``actions [N, ..., D_a]``, ``states [N, ..., D_s]``,
+        ``aux_states [N, ..., D_aux]`` (the auxiliary targets, when the config names any)."""
         self.action_normalizer.fit(actions)
         if states is not None and self.config.observation.state_dim > 0:
             self.state_normalizer.fit(states)
+        if aux_states is not None and self.aux_normalizer is not None:
+            self.aux_normalizer.fit(aux_states)
         return self
 
     @property
@@ -194,8 +204,29 @@ class GenerativePolicy(nn.Module):
             target = x1
             pred = self._regress(cond)  # [B, T_p, D_a]
         loss = F.mse_loss(pred, target)
+        info["action_loss"] = float(loss.detach())
+        if self.aux_head is not None and cfg.auxiliary.weight > 0:
+            if "aux_state" not in batch:
+                raise ValueError(f"loss: this model is trained with auxiliary targets "
+                                 f"{list(cfg.auxiliary.state_names)}: batch['aux_state'] [B, T_o, D_aux] is required")
+            aux = torch.as_tensor(batch["aux_state"], dtype=torch.float32, device=self.device)  # [B, T_o, D_aux]
+            want = (cfg.horizon.T_o, len(cfg.auxiliary.state_names))
+            if aux.dim() != 3 or tuple(aux.shape[1:]) != want:
+                raise ValueError(f"loss: batch['aux_state'] must be [B, {want[0]}, {want[1]}], got {tuple(aux.shape)}")
+            aux_pred = self.aux_head(cond_full)  # [B, T_o, D_aux], normalised units
+            aux_loss = F.mse_loss(aux_pred, self.aux_normalizer.normalize(aux))
+            info["aux_loss"] = float(aux_loss.detach())
+            loss = loss + cfg.auxiliary.weight * aux_loss
         info["loss"] = float(loss.detach())
         return loss, info
+
+    @torch.no_grad()
+    def predict_aux_state(self, obs: Mapping) -> torch.Tensor:
+        """The auxiliary head's estimate of the training-only state, robot units [B, T_o, D_aux]
+        (a diagnostic: how well the encoder locates what it was taught to)."""
+        if self.aux_head is None:
+            raise ValueError("predict_aux_state: this model has no auxiliary state (config.auxiliary.state_names)")
+        return self.aux_normalizer.unnormalize(self.aux_head(self.encode(obs)))
 
     def _regress(self, cond: torch.Tensor) -> torch.Tensor:
         B = cond.shape[0]

@@ -593,8 +593,8 @@ def bags_to_dataset_dir(
 
     Defaults of the reaching sim: actions = ``shoulder, elbow`` (from the JointTrajectory
     topic, or the Float64MultiArray one if only that was recorded), states = all four
-    JointState joints — or, with ``images``, only the arm joints plus camera ``overhead``
-    (the target is then seen, not given) — and the joint limits of the arm.
+    JointState joints as state (plus, with ``images``, the camera ``overhead``) and the joint
+    limits of the arm; see :func:`sim_observation_defaults` for what a model observes.
     ``out_dir`` defaults to ``<first bag>_dataset`` next to it; a data set already there
     (``dataset.json`` + ``episode_*.npz``) is replaced — it is derived data. Returns its path.
     """
@@ -615,10 +615,26 @@ def bags_to_dataset_dir(
     if action_topic is None:
         topics = bag_topics(bags[0])
         action_topic = TRAJECTORY_TOPIC if TRAJECTORY_TOPIC in topics else FORWARD_TOPIC
-    # State-based models observe the target through JointState (target_x, target_y); an
-    # image+proprio model sees it in the camera and gets only the arm joints as state.
-    state_names = ARM_JOINTS if images else ALL_JOINTS
-    bag_to_episodes(bags, out, ARM_JOINTS, state_names, camera="overhead" if images else None, dt=dt,
+    # Every recorded joint is kept; what a model observes is chosen at training time
+    # (sim_observation_defaults).
+    bag_to_episodes(bags, out, ARM_JOINTS, ALL_JOINTS, camera="overhead" if images else None, dt=dt,
                     action_topic=action_topic, joint_limits=(JOINT_LOWER.tolist(), JOINT_UPPER.tolist()),
                     units={"timestamp": "s", "action": "rad", "state": "rad|m"}, exist_ok=True, **kwargs)
     return out
+
+
+def sim_observation_defaults(images: bool) -> dict:
+    """``PolicyConfig`` sections for a model trained on the sim's recordings.
+
+    State-based: it observes every joint, the target's included (``target_x``,
+    ``target_y`` in JointState). Image+proprio: it observes the arm joints and *sees* the
+    target in the camera; the recorded target position becomes a training-only
+    auxiliary target (``core.config.AuxiliaryConfig``) that teaches the encoder where
+    the target is. A config file's ``observation`` / ``auxiliary`` entries override these.
+    """
+    from ..sim.reach_env import ALL_JOINTS, ARM_JOINTS, TARGET_JOINTS
+
+    if not images:
+        return {"observation": {"state_names": list(ALL_JOINTS)}}
+    return {"observation": {"state_names": list(ARM_JOINTS)},
+            "auxiliary": {"state_names": list(TARGET_JOINTS)}}

@@ -22,7 +22,12 @@ Each item is the batch layout of ``docs/internals.md`` without the batch dimensi
 
     {"obs": {"state": [T_o, D_s] float32,
              "images": {camera: [T_o, 3, H, W] float32 in [0, 1]}},   # only with cameras
-     "action": [T_p, D_a] float32}
+     "action": [T_p, D_a] float32,
+     "aux_state": [T_o, D_aux] float32}                                # only with aux_state_names
+
+``state_names`` picks (by name, in that order) the data set's state entries the policy
+observes — default all of them; ``aux_state_names`` picks training-only entries returned as
+``aux_state`` at the observation rows (``core.config.AuxiliaryConfig``).
 
 All episodes are held in memory (uint8 images), which suits the small demonstration
 sets this package trains on.
@@ -75,6 +80,8 @@ class WindowDataset(Dataset):
         pad_after: Optional[int] = None,
         metadata: Optional[DatasetMetadata] = None,
         cameras: Optional[Iterable[str]] = None,
+        state_names: Optional[Sequence[str]] = None,
+        aux_state_names: Sequence[str] = (),
     ):
         if isinstance(episodes, EpisodeDataset):
             metadata = episodes.metadata if metadata is None else metadata
@@ -96,6 +103,15 @@ class WindowDataset(Dataset):
             raise ValueError(f"WindowDataset: cameras {unknown} not in the data set {list(metadata.cameras)}")
         if not episodes:
             raise ValueError("WindowDataset: no episodes")
+        self.state_names = list(metadata.state_names) if state_names is None else list(state_names)
+        self.aux_state_names = list(aux_state_names)
+        for what, names in (("state_names", self.state_names), ("aux_state_names", self.aux_state_names)):
+            unknown = [n for n in names if n not in metadata.state_names]
+            if unknown:
+                raise ValueError(f"WindowDataset: {what} {unknown} are not in the data set's state "
+                                 f"entries {metadata.state_names}")
+        self.state_columns = np.array([metadata.state_names.index(n) for n in self.state_names], dtype=np.int64)
+        self.aux_columns = np.array([metadata.state_names.index(n) for n in self.aux_state_names], dtype=np.int64)
 
         self.metadata = metadata
         self.T_o, self.T_p, self.dt, self.pad_after = T_o, T_p, dt, pad_after
@@ -130,19 +146,28 @@ class WindowDataset(Dataset):
         ep = self.episodes[int(self.episode_index[index])]
         oi = self.obs_index[index]  # [T_o]
         ai = self.action_index[index]  # [T_p]
-        obs = {"state": torch.from_numpy(ep.state[oi])}  # [T_o, D_s]
+        obs = {"state": torch.from_numpy(ep.state[oi][:, self.state_columns])}  # [T_o, D_s]
         if self.cameras:
             images = {}
             for cam in self.cameras:
                 frames = torch.from_numpy(ep.images[cam][oi])  # [T_o, H, W, 3] uint8
                 images[cam] = frames.permute(0, 3, 1, 2).float().div_(255.0)  # [T_o, 3, H, W]
             obs["images"] = images
-        return {"obs": obs, "action": torch.from_numpy(ep.action[ai])}  # action [T_p, D_a]
+        item = {"obs": obs, "action": torch.from_numpy(ep.action[ai])}  # action [T_p, D_a]
+        if len(self.aux_columns):
+            item["aux_state"] = torch.from_numpy(ep.state[oi][:, self.aux_columns])  # [T_o, D_aux]
+        return item
 
     def all_actions(self) -> np.ndarray:
         """Every action sample of every episode, [sum N, D_a] (for normaliser fitting)."""
         return np.concatenate([ep.action for ep in self.episodes], axis=0)
 
     def all_states(self) -> np.ndarray:
-        """Every state sample of every episode, [sum N, D_s] (for normaliser fitting)."""
-        return np.concatenate([ep.state for ep in self.episodes], axis=0)
+        """Every observed state sample of every episode, [sum N, D_s] (for normaliser fitting)."""
+        return np.concatenate([ep.state[:, self.state_columns] for ep in self.episodes], axis=0)
+
+    def all_aux_states(self) -> Optional[np.ndarray]:
+        """Every auxiliary state sample, [sum N, D_aux]; None without ``aux_state_names``."""
+        if not len(self.aux_columns):
+            return None
+        return np.concatenate([ep.state[:, self.aux_columns] for ep in self.episodes], axis=0)

@@ -152,6 +152,11 @@ def policy_config_from(metadata, data_actions, section: dict, args):
         "action": {"joint_names": metadata.joint_names, "lower_limits": lower, "upper_limits": upper},
         "observation": observation,
     }
+    for key in ("observation", "auxiliary"):  # file sections refine the data set's defaults
+        base = dict(defaults.get(key) or {})
+        base.update(dict(section.pop(key, None) or {}))
+        if base:
+            defaults[key] = base
     merged = {**defaults, **section}
     merged.setdefault("format_version", FORMAT_VERSION)
     horizon = dict(merged.get("horizon") or {})
@@ -270,6 +275,11 @@ def _run(args) -> int:
             raise FileExistsError(f"{out} already holds a training run: pass --resume to continue it "
                                   "or --overwrite to start afresh")
         file_cfg = load_config_file(args.config) if args.config else {"policy": {}, "train": {}}
+        if args.bag:  # the sim's recordings: what a policy observes and what it learns on the side
+            from genpolicy_ros.data.bags import sim_observation_defaults
+
+            for key, value in sim_observation_defaults(args.images).items():
+                file_cfg["policy"][key] = {**value, **dict(file_cfg["policy"].get(key) or {})}
         data_actions = np.concatenate([ep.action for ep in episodes], axis=0)
         policy_cfg = policy_config_from(metadata, data_actions, file_cfg["policy"], args)
         train_cfg = train_config_from(file_cfg["train"], args)
@@ -279,7 +289,9 @@ def _run(args) -> int:
         hor = policy_cfg.horizon
         pad_after = train_cfg.pad_after if train_cfg.pad_after is not None else hor.T_a - 1
         dataset = WindowDataset(episodes, T_o=hor.T_o, T_p=hor.T_p, dt=hor.dt,
-                                pad_after=min(pad_after, hor.T_p - 1), metadata=metadata)
+                                pad_after=min(pad_after, hor.T_p - 1), metadata=metadata,
+                                state_names=policy_cfg.observation.state_names,
+                                aux_state_names=policy_cfg.auxiliary.state_names)
         policy = GenerativePolicy.from_config(policy_cfg)
         trainer = Trainer(policy, dataset, train_cfg, out, info=info, resume=args.resume,
                           progress=args.progress, dump_weights_dir=args.debug_dump_weights,

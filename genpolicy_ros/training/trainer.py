@@ -276,7 +276,8 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def _fresh_start(self) -> None:
         if hasattr(self.policy, "fit_normalizers") and hasattr(self.dataset, "all_actions"):
-            self.policy.fit_normalizers(self.dataset.all_actions(), self.dataset.all_states())
+            aux = self.dataset.all_aux_states() if hasattr(self.dataset, "all_aux_states") else None
+            self.policy.fit_normalizers(self.dataset.all_actions(), self.dataset.all_states(), aux)
         if self.ema is not None:
             self.ema = EMA(self.policy, self.config.ema)  # start the average from fitted normalisers
         seed = self.config.seed + self.info.rank  # different loss noise on every rank

@@ -4,6 +4,7 @@ import torch
 
 from genpolicy_ros.core.networks import (
     ConditionalUnet1D,
+    KeypointConvEncoder,
     DiTConfig,
     ObsEncoderConfig,
     ObservationEncoder,
@@ -13,6 +14,7 @@ from genpolicy_ros.core.networks import (
     UNet1DConfig,
     VisionEncoderConfig,
     build_denoiser,
+    build_vision_encoder,
     count_parameters,
     sinusoidal_embedding,
 )
@@ -342,3 +344,40 @@ def test_gradients_reach_encoders_through_denoiser():
     net(sample, torch.rand(2) * 100, tokens).square().mean().backward()
     dead = [n for n, p in enc.named_parameters() if p.grad is None or torch.count_nonzero(p.grad) == 0]
     assert not dead, f"no gradient reaches encoder parameters {dead}"
+
+
+def test_keypoint_cnn_pools_on_a_half_resolution_map_and_tracks_a_spot_finer_than_resnet_cells():
+    cfg = VisionEncoderConfig(image_size=(32, 32), width=8, num_keypoints=4, feature_dim=16, backbone="keypoint_cnn")
+    assert cfg.feature_map_size == (16, 16) and cfg.total_stride == 2
+    assert VisionEncoderConfig(image_size=(64, 64)).feature_map_size == (4, 4)  # the ResNet's map
+    enc = build_vision_encoder(cfg)
+    assert isinstance(enc, KeypointConvEncoder)
+    # Train keypoint 0 briefly to report a dot's x, then check it resolves 2-pixel moves
+    # (a quarter of the cell of a ResNet at this image size).
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(enc.parameters(), lr=3e-3)
+
+    def spots(cols):
+        images = torch.zeros(len(cols), 3, 32, 32)
+        for i, c in enumerate(cols):
+            images[i, 0, 15:18, c:c + 3] = 1.0  # a 3x3 red dot, as the sim's target
+        return images
+
+    for _ in range(80):
+        cols = torch.randint(2, 28, (8,))
+        x_true = (cols.float() + 1.0) / 31.0 * 2.0 - 1.0  # dot centre in [-1, 1]
+        loss = (enc.keypoints(spots(cols.tolist()))[:, 0, 0] - x_true).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        xs = enc.keypoints(spots([9, 11, 13, 15, 17]))[:, 0, 0]  # [5]
+    assert torch.all(xs.diff() > 0.04), f"keypoint did not follow 2-pixel moves of the dot: {xs.tolist()}"
+    assert enc(spots([10])).shape == (1, 16)
+
+
+def test_unknown_vision_backbone_is_refused():
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        VisionEncoderConfig(backbone="vgg")
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        ObsEncoderConfig(state_dim=2, T_o=1, camera_names=("cam",), vision_backbone="vgg")

@@ -25,6 +25,7 @@ from genpolicy_ros.data.bags import (  # noqa: E402
     BagWriter,
     bag_to_episodes,
     bags_to_dataset_dir,
+    sim_observation_defaults,
     read_bag_messages,
 )
 from genpolicy_ros.data.episodes import EpisodeDataset  # noqa: E402
@@ -308,7 +309,11 @@ def test_genpolicy_collect_two_episodes_converts_to_two_finite_episodes(tmp_path
     out = bags_to_dataset_dir([bag], images=True)
     ds = EpisodeDataset(out)
     assert len(ds) == 2 and ds.metadata.cameras == {"overhead": [64, 64]}
-    assert ds.metadata.state_names == ["shoulder", "elbow"], "image models see the target, not its joints"
+    # Every recorded joint is kept; an image model observes the arm and learns the target's
+    # position on the side (auxiliary), it does not get it as input.
+    assert ds.metadata.state_names == ["shoulder", "elbow", "target_x", "target_y"]
+    assert sim_observation_defaults(True) == {"observation": {"state_names": ["shoulder", "elbow"]},
+                                              "auxiliary": {"state_names": ["target_x", "target_y"]}}
     for episode, status in zip(ds, statuses):
         n = len(episode)
         assert n == 41, f"2 s at dt 0.05 s should give 41 rows, got {n}"

@@ -174,3 +174,20 @@ def test_window_images_are_float_chw_in_unit_range():
     batch = torch.utils.data.default_collate([ds[0], ds[1]])
     assert batch["obs"]["images"]["front"].shape == (2, 2, 3, 4, 5)
     assert batch["obs"]["state"].shape == (2, 2, 3) and batch["action"].shape == (2, 3, 2)
+
+
+def test_windows_pick_observed_and_auxiliary_state_entries_by_name():
+    ep = _episode(n=7)
+    ds = WindowDataset([ep], T_o=2, T_p=3, metadata=META, state_names=["s2", "s0"], aux_state_names=["s1"])
+    full = WindowDataset([ep], T_o=2, T_p=3, metadata=META)
+    for i in (0, 3, len(ds) - 1):
+        rows = full[i]["obs"]["state"]  # [T_o, 3] in the data set's order s0, s1, s2
+        assert torch.equal(ds[i]["obs"]["state"], rows[:, [2, 0]])
+        assert torch.equal(ds[i]["aux_state"], rows[:, [1]])
+        assert torch.equal(ds[i]["action"], full[i]["action"])
+    assert "aux_state" not in full[0]
+    np.testing.assert_array_equal(ds.all_states(), ep.state[:, [2, 0]])
+    np.testing.assert_array_equal(ds.all_aux_states(), ep.state[:, [1]])
+    assert full.all_aux_states() is None
+    with pytest.raises(ValueError, match=r"aux_state_names \['target'\] are not in the data set's state"):
+        WindowDataset([ep], T_o=2, T_p=3, metadata=META, aux_state_names=["target"])

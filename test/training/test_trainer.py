@@ -192,3 +192,29 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path, tiny_dataset, tiny_p
         next(policy.network.parameters()).fill_(float("nan"))
     with pytest.raises(FloatingPointError, match=r"training loss is nan at step 0"):
         trainer.train()
+
+
+def test_training_with_an_auxiliary_state_entry_observes_only_the_named_state(tmp_path, tiny_policy):
+    from genpolicy_ros.data.episodes import Episode, write_dataset
+
+    episodes = []
+    for phase in (0.0, 1.0, 2.0):
+        t = np.arange(31) * 0.1  # [N+1]
+        q = np.stack([np.sin(t + phase), 0.5 * np.cos(2 * t + phase)], axis=1).astype(np.float32)  # [N+1, 2]
+        hidden = q[:-1, :1] * 2.0 + 1.0  # [N, 1] a column the policy must not observe
+        episodes.append(Episode(t[:-1], q[1:], np.concatenate([q[:-1], hidden], axis=1)))
+    data = tmp_path / "data"
+    write_dataset(data, DatasetMetadata(joint_names=["j0", "j1"], state_names=["j0", "j1", "hid"], dt=0.1), episodes)
+    policy = {**tiny_policy, "observation": {"state_names": ["j0", "j1"]},
+              "auxiliary": {"state_names": ["hid"], "weight": 0.5}}
+    out = tmp_path / "run"
+    assert _train(data, out, _config_file(tmp_path, policy), "--steps", "20", "--batch-size", "8", "--save-every", "0") == 0
+    model = load_model_dir(out)
+    assert model.config.observation.state_names == ("j0", "j1")
+    assert model.config.auxiliary.state_names == ("hid",) and model.config.auxiliary.weight == 0.5
+    # The hidden column's range was fitted (1 ± 2), and the model runs on the observed state alone.
+    assert model.aux_normalizer.min.item() == pytest.approx(-1.0, abs=0.05)
+    chunk = model.sample_chunk({"state": np.zeros((2, 2), np.float32)}, seed=0)
+    assert chunk.shape == (8, 2) and np.all(np.isfinite(chunk))
+    estimate = model.predict_aux_state({"state": torch.zeros(1, 2, 2)})
+    assert estimate.shape == (1, 2, 1) and torch.isfinite(estimate).all()

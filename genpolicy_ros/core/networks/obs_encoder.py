@@ -5,7 +5,7 @@ At each of the T_o history steps the token is the concatenation
     token_t = ProprioMLP(state_t) ⊕ Vision_cam1(image_cam1,t) ⊕ … ⊕ Vision_camN(image_camN,t)
 
 so F = proprio_feature_dim + n_cameras · image_feature_dim. Cameras are concatenated in
-the order of ``camera_names``. Each camera gets its own ResNet encoder unless
+the order of ``camera_names``. Each camera gets its own image encoder (``vision_backbone``) unless
 ``share_camera_encoder`` (then one encoder sees all cameras; they stay distinguishable
 by their slot in the token). As in Diffusion Policy (Chi et al. 2023) the encoder is
 trained end to end with the denoiser and runs once per chunk, not once per denoising
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .proprio import ProprioMLP
-from .vision import ResNetEncoder, VisionEncoderConfig
+from .vision import VisionEncoderConfig, build_vision_encoder
 
 
 @dataclass
@@ -36,6 +36,7 @@ class ObsEncoderConfig:
     vision_width: int = 32
     num_keypoints: int = 32
     stem_stride: int = 2
+    vision_backbone: str = "resnet18"  # or "keypoint_cnn" (vision.py)
 
     def __post_init__(self):
         self.camera_names = tuple(str(n) for n in self.camera_names)
@@ -63,6 +64,7 @@ class ObsEncoderConfig:
             width=self.vision_width,
             num_keypoints=self.num_keypoints,
             stem_stride=self.stem_stride,
+            backbone=self.vision_backbone,
         )
 
     @property
@@ -81,10 +83,10 @@ class ObservationEncoder(nn.Module):
         self.camera_encoders = nn.ModuleDict()
         if c.camera_names:
             if c.share_camera_encoder:
-                self.shared_camera_encoder = ResNetEncoder(c.vision_config())
+                self.shared_camera_encoder = build_vision_encoder(c.vision_config())
             else:
                 for name in c.camera_names:
-                    self.camera_encoders[name] = ResNetEncoder(c.vision_config())
+                    self.camera_encoders[name] = build_vision_encoder(c.vision_config())
 
     @property
     def token_dim(self) -> int:

@@ -1,4 +1,6 @@
-"""ResNet-18-style image encoder with GroupNorm and spatial-softmax keypoint pooling.
+"""Image encoders with spatial-softmax keypoint pooling: ``resnet18`` and ``keypoint_cnn``.
+
+``backbone="resnet18"`` (the default):
 
 * Backbone: He et al. 2016 ResNet-18 layout (4 stages × 2 BasicBlocks, channel widths
   w, 2w, 4w, 8w, stride 2 at the start of stages 2–4), with GroupNorm (Wu & He 2018)
@@ -11,6 +13,15 @@
   each map is turned into a distribution over pixels by a softmax and its expected
   image coordinates (x, y) ∈ [−1, 1]² are the keypoint. The 2K numbers go through a
   Linear to ``feature_dim``.
+
+``backbone="keypoint_cnn"``: the shallow network of Levine et al. 2016 (sec. 4.2) in
+spirit — a 5×5 stride-2 conv and two 3×3 convs, then the same keypoint pooling on a
+map of half the image's size. On a 64×64 camera the ResNet's map is 4×4 (stride 16),
+so each keypoint can only interpolate between 16 cell centres 0.5 apart in [−1, 1];
+the shallow net pools over 32×32 cells, and it costs about a tenth of the ResNet's
+FLOPs at width 16 — what a small CPU-trained policy that must *locate* something
+(a target) in the image needs. Wider context (several objects, clutter) is the
+ResNet's job.
 
 Input: ``[B, C, H, W]`` float in [0, 1] (mapped to [−1, 1] inside).
 """
@@ -31,9 +42,12 @@ class VisionEncoderConfig:
     feature_dim: int = 64
     width: int = 32  # channels of stage 1; stages use width · (1, 2, 4, 8)
     num_keypoints: int = 32
-    stem_stride: int = 2
+    stem_stride: int = 2  # resnet18 only
+    backbone: str = "resnet18"  # or "keypoint_cnn" (see the module docstring)
 
     def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"VisionEncoderConfig.backbone must be one of {BACKBONES}, got {self.backbone!r}")
         self.image_size = tuple(int(s) for s in self.image_size)
         if len(self.image_size) != 2:
             raise ValueError(f"VisionEncoderConfig.image_size must be (H, W), got {self.image_size}")
@@ -50,16 +64,20 @@ class VisionEncoderConfig:
 
     @property
     def total_stride(self) -> int:
-        return self.stem_stride * 8
+        return self.stem_stride * 8 if self.backbone == "resnet18" else 2
 
     @property
     def feature_map_size(self) -> tuple[int, int]:
         """(h, w) of the last stage's output for ``image_size``."""
         h, w = self.image_size
-        # 3×3 convs with padding 1 and stride s map n -> ceil(n / s)
-        for s in (self.stem_stride, 1, 2, 2, 2):
+        # convs with padding (k − 1) / 2 and stride s map n -> ceil(n / s)
+        strides = (self.stem_stride, 1, 2, 2, 2) if self.backbone == "resnet18" else (2,)
+        for s in strides:
             h, w = -(-h // s), -(-w // s)
         return h, w
+
+
+BACKBONES = ("resnet18", "keypoint_cnn")
 
 
 def group_norm(channels: int, channels_per_group: int = 16) -> nn.GroupNorm:
@@ -169,3 +187,38 @@ class ResNetEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         kp = self.keypoints(images)  # [B, K, 2]
         return self.head(kp.flatten(1))  # [B, feature_dim]
+
+
+class KeypointConvEncoder(ResNetEncoder):
+    """Shallow ``keypoint_cnn``: [B, C, H, W] float in [0, 1] -> features [B, feature_dim].
+
+    conv 5×5 /2 (C -> w) · conv 3×3 (w -> 2w) · conv 3×3 (2w -> 2w), GroupNorm + ReLU after
+    each, then K keypoint maps on the [H/2, W/2] grid, spatial softmax and a Linear, as
+    the ResNet encoder (whose input check and ``keypoints`` this reuses).
+    """
+
+    def __init__(self, config: VisionEncoderConfig):
+        nn.Module.__init__(self)
+        self.config = c = config
+        w = c.width
+        self.stem = nn.Sequential(
+            nn.Conv2d(c.in_channels, w, 5, stride=2, padding=2, bias=False),  # [B, w, H/2, W/2]
+            group_norm(w),
+            nn.ReLU(),
+        )
+        self.stages = nn.Sequential(
+            nn.Conv2d(w, 2 * w, 3, padding=1, bias=False),  # [B, 2w, H/2, W/2]
+            group_norm(2 * w),
+            nn.ReLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1, bias=False),  # [B, 2w, H/2, W/2]
+            group_norm(2 * w),
+            nn.ReLU(),
+        )
+        self.keypoint_maps = nn.Conv2d(2 * w, c.num_keypoints, 1)
+        self.spatial_softmax = SpatialSoftmax(*c.feature_map_size)
+        self.head = nn.Linear(2 * c.num_keypoints, c.feature_dim)
+
+
+def build_vision_encoder(config: VisionEncoderConfig) -> ResNetEncoder:
+    """The encoder ``config.backbone`` names."""
+    return KeypointConvEncoder(config) if config.backbone == "keypoint_cnn" else ResNetEncoder(config)
