@@ -170,6 +170,9 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec("max_joint_velocity", DOUBLE, 2.0,
               "Velocity limit per joint applied by the safety filter (rad/s or m/s).",
               runtime=True, minimum=0.0, maximum=100.0, min_exclusive=True),
+    ParamSpec("max_joint_acceleration", DOUBLE, 20.0,
+              "Acceleration limit per joint applied by the safety filter (rad/s² or m/s²).",
+              runtime=True, minimum=0.0, maximum=10000.0, min_exclusive=True),
     ParamSpec("observation_timeout_s", DOUBLE, 0.5,
               "Observations older than this (by header stamp) stop generation and hold.",
               runtime=True, minimum=0.0, maximum=3600.0, min_exclusive=True),
@@ -256,6 +259,7 @@ class NodeParams:
     output_mode: str = SPECS["output_mode"].default
     joint_names: Tuple[str, ...] = SPECS["joint_names"].default
     max_joint_velocity: float = SPECS["max_joint_velocity"].default
+    max_joint_acceleration: float = SPECS["max_joint_acceleration"].default
     observation_timeout_s: float = SPECS["observation_timeout_s"].default
     enabled: bool = SPECS["enabled"].default
     seed: int = SPECS["seed"].default

@@ -321,6 +321,7 @@ class PolicyNode(LifecycleNode):
             guidance_scale=p.guidance_scale, ddim_eta=p.ddim_eta, control_rate_hz=p.control_rate_hz,
             action_horizon=p.action_horizon, chunk_blending=p.chunk_blending,
             inference_delay_steps=p.inference_delay_steps, max_joint_velocity=p.max_joint_velocity,
+            max_joint_acceleration=p.max_joint_acceleration,
             observation_timeout_s=p.observation_timeout_s, enabled=p.enabled, seed=p.seed)
 
     def _apply_staged(self) -> None:

@@ -16,6 +16,9 @@ CONTRACT = {  # architecture.md: name -> runtime-changeable (★)
     "chunk_blending": True, "inference_delay_steps": True, "output_mode": False,
     "joint_names": False, "max_joint_velocity": True, "observation_timeout_s": True,
     "enabled": True, "seed": False,
+    # An extension of architecture.md's table: the safety filter's acceleration limit,
+    # fixed at 20 rad/s² in EngineSettings before; a robot with other dynamics sets it.
+    "max_joint_acceleration": True,
 }
 
 
@@ -36,6 +39,7 @@ def _defaults():
     ("control_rate_hz", 0.5, "out of range"), ("action_horizon", 0, "out of range"),
     ("inference_delay_steps", -2, "out of range"),
     ("max_joint_velocity", 0.0, "out of range"),          # exclusive lower bound
+    ("max_joint_acceleration", 0.0, "out of range"), ("max_joint_acceleration", 1e5, "out of range"),
     ("observation_timeout_s", 0, "out of range"),
     # type
     ("num_steps", 10.0, "expected integer"), ("num_steps", "10", "expected integer"),
