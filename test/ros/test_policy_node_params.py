@@ -7,6 +7,7 @@ values are rejected with a reason and nothing is half-applied. A tiny *diffusion
 import math
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
@@ -145,3 +146,15 @@ def test_a_batch_with_one_bad_value_is_not_half_applied(env):
     result = robot.call(SetParametersAtomically, "/genpolicy/set_parameters_atomically", req).result
     assert not result.successful and result.reason
     assert node.get_parameter("num_steps").value == before, "num_steps applied from a rejected batch"
+
+
+def test_safety_limits_change_at_run_time(env):
+    robot = env.robot
+    assert _set(robot, max_joint_velocity=0.05, max_joint_acceleration=0.5) == (True, "")
+    time.sleep(0.3)  # applied at the next tick; let the filter settle onto the new limits
+    steps = np.abs(np.diff(robot.next_commands(60), axis=0))  # [59, 2] rad per tick
+    # 0.05 rad/s at 100 Hz is 5e-4 rad a tick; a skipped tick on a busy machine doubles it.
+    assert steps.max() <= 0.05 * 0.01 * 2 + 1e-9, f"largest step {steps.max():.2e} rad"
+    assert _set(robot, max_joint_velocity=2.0, max_joint_acceleration=20.0) == (True, "")
+    ok, reason = _set(robot, max_joint_acceleration=-1.0)
+    assert not ok and reason
