@@ -4,9 +4,13 @@
    fingertip's clearance to the post along the expert's commanded path of each mode, and
    along *mixtures* of the two modes' joint trajectories, q_c(t) = w·q_up(t) + (1−w)·q_down(t)
    with w = (1 + c)/2 — c = 1 is a committed expert, c = 0 the plain average (the stretched
-   arm swinging to the target heading without folding), c in between a partial commitment.
-   Also the same with the plain joint-space expert of the default task (no late branch).
-2. The same commands executed in the MuJoCo env (position-controlled, start noise): success,
+   arm swinging to the target heading without folding), c in between a partial commitment —
+   and the time of the first contact. Also the same with the plain joint-space expert of the
+   default task (one 1.6 s profile).
+2. The expert's commanded joint velocity and acceleration (the policy node's safety filter
+   caps them at 2 rad/s and 20 rad/s² by default), from the nominal start and from starts
+   2σ of start noise off.
+3. The same commands executed in the MuJoCo env (position-controlled, start noise): success,
    collision rate, final distance.
 
     python scripts/obstacle_geometry.py
@@ -30,18 +34,40 @@ def mixture_commands(start_q, target, c, times, branch):
 
 
 def kinematic_sweep(task, branch):
-    times = np.linspace(0.0, 1.6, 401)
-    rows = {}
+    times = np.linspace(0.0, task.episode_s, 601)
+    rows, hits = {}, {}
     for c in COMMITMENTS:
-        clearances = []
+        clearances, first = [], []
         for r in np.linspace(*task.target_radius, 10):
             for h in np.linspace(*task.target_heading, 9):
                 target = np.array([r * math.cos(h), r * math.sin(h)])
                 start = np.array([h + task.start_offset_rad, 0.0])
                 q = mixture_commands(start, target, c, times, branch)
-                clearances.append(fingertip_clearance(q, obstacle_position(target, task), task).min())
-        rows[c] = np.asarray(clearances)
-    return rows
+                cl = fingertip_clearance(q, obstacle_position(target, task), task)
+                clearances.append(cl.min())
+                first.append(times[np.argmax(cl < 0)] if (cl < 0).any() else math.inf)
+        rows[c], hits[c] = np.asarray(clearances), np.asarray(first)
+    return rows, hits
+
+
+def envelope(task, branch):
+    """Max |velocity| and |acceleration| of the expert's commands over the target grid."""
+    t = np.linspace(0.0, task.episode_s, 3001)
+    out = {}
+    n = 2 * task.start_noise_rad  # 2σ
+    for noise in ((0.0, 0.0), (n, n), (-n, -n), (n, -n), (-n, n)):
+        vmax = amax = 0.0
+        for r in np.linspace(*task.target_radius, 10):
+            for h in np.linspace(*task.target_heading, 9):
+                target = np.array([r * math.cos(h), r * math.sin(h)])
+                start = np.array([h + task.start_offset_rad, 0.0]) + np.asarray(noise)
+                for sign in (+1, -1):
+                    q = ReachExpert(start, target, sign, **branch).action(t)
+                    v = np.gradient(q, t, axis=0)
+                    vmax = max(vmax, float(np.abs(v).max()))
+                    amax = max(amax, float(np.abs(np.gradient(v, t, axis=0)).max()))
+        out[noise] = (vmax, amax)
+    return out
 
 
 def simulated(task, episodes=50, dt=0.05):
@@ -65,19 +91,27 @@ def simulated(task, episodes=50, dt=0.05):
 def main():
     task = obstacle_task()
     print(
-        f"obstacle_task(): post r={task.obstacle_size} m at {task.obstacle_distance} m, "
+        f"obstacle_task(): post r={task.obstacle_size} m centred {task.obstacle_distance} m from the base (inner "
+        f"edge for the fingertip probe's centre {task.obstacle_distance - task.obstacle_size - 0.008:.3f} m), "
         f"{task.obstacle_heading_fraction * task.start_offset_rad:.2f} rad off the target line; start "
         f"{task.start_offset_rad} rad beside the target; fingertip probe 0.008 m; targets {task.target_radius} m "
-        f"x {task.target_heading} rad; expert: common swing 1.6 s, branch at {task.expert_branch_s} s, fold "
-        f"{task.expert_branch_move_s} s"
+        f"x {task.target_heading} rad, start noise {task.start_noise_rad} rad; expert: modes part at "
+        f"{task.expert_branch_s} s, shoulder swing: {task.expert_swing_ramp_s} s ramp to {task.expert_swing_velocity} "
+        f"rad/s, elbow fold: {task.expert_fold_ramp_s} s ramp to {task.expert_fold_velocity} rad/s"
     )
     for branch, label in (({}, "plain joint-space expert (one 1.6 s profile)"), (expert_branch(task), "the expert")):
         print(f"\nkinematic sweep, {label} (90 targets x 2 modes; clearance < 0 = collision):")
-        for c, cl in kinematic_sweep(task, branch).items():
+        rows, hits = kinematic_sweep(task, branch)
+        for c, cl in rows.items():
+            hit = hits[c][np.isfinite(hits[c])]
+            when = f", first contact {hit.min():.2f}-{hit.max():.2f} s" if hit.size else ""
             print(
                 f"  c={c:.1f}: min clearance {1000 * cl.min():6.1f} mm, max {1000 * cl.max():6.1f} mm, "
-                f"colliding {100 * np.mean(cl < 0):5.1f} %"
+                f"colliding {100 * np.mean(cl < 0):5.1f} %{when}"
             )
+    print("\nthe expert's commands, max |velocity| (rad/s) and |acceleration| (rad/s^2) over the grid, both modes:")
+    for noise, (vmax, amax) in envelope(task, expert_branch(task)).items():
+        print(f"  start offset (shoulder, elbow) {noise}: {vmax:.2f} rad/s, {amax:.1f} rad/s^2")
     print("\nMuJoCo env, 50 episodes each (start noise on), commands = mixture of the two modes:")
     for c, results in simulated(task).items():
         print(

@@ -21,6 +21,24 @@ def minimum_jerk(s: np.ndarray | float) -> np.ndarray:
     return s**3 * (10.0 - 15.0 * s + 6.0 * s**2)
 
 
+def ramped_profile(t: np.ndarray | float, distance: float, velocity: float, ramp_s: float) -> np.ndarray:
+    """Normalised position (0 → 1) of a move over ``distance`` at peak ``velocity``: the
+    velocity rises from 0 to ``velocity`` along a smoothstep (3x² − 2x³) in ``ramp_s``, holds,
+    and falls back the same way; duration ``distance / velocity + ramp_s`` (peak acceleration
+    1.5 · velocity / ramp_s). Moves too short for a plateau use a proportionally lower peak."""
+    t = np.asarray(t, dtype=float)
+    distance = abs(float(distance))
+    if distance == 0.0:
+        return np.ones_like(t)
+    velocity = min(velocity, distance / ramp_s)  # short move: no plateau, lower peak velocity
+    duration = distance / velocity + ramp_s
+    x = np.clip(t / ramp_s, 0.0, 1.0)
+    y = np.clip((t - (duration - ramp_s)) / ramp_s, 0.0, 1.0)
+    plateau = np.clip(t - ramp_s, 0.0, duration - 2.0 * ramp_s)
+    position = velocity * (ramp_s * (x**3 - x**4 / 2) + plateau + ramp_s * (y - (y**3 - y**4 / 2)))
+    return np.where(t >= duration, 1.0, np.clip(position / distance, 0.0, 1.0))
+
+
 @dataclass
 class ReachExpert:
     """Joint-space minimum-jerk reach to the elbow-up or elbow-down IK solution."""
@@ -29,12 +47,19 @@ class ReachExpert:
     target_xy: np.ndarray  # [2]
     elbow_sign: int  # +1 elbow up, -1 elbow down
     move_s: float = 1.6  # duration of the reach
-    # Obstacle variant: both modes first swing the shoulder towards the target heading
-    # (the average of the two IK shoulder angles) on the move_s profile, elbow held; at
-    # branch_at_s (s) the elbow folds to its mode's goal and the shoulder adds its mode's
-    # offset, on a minimum-jerk profile of branch_move_s. None = one joint-space profile.
+    # Obstacle variant: the shoulder swings towards the target heading (the average of the
+    # two IK shoulder angles) — on the move_s minimum-jerk profile, or, with swing_velocity
+    # (rad/s), on `ramped_profile` (constant swing_velocity between smooth ramps of
+    # swing_ramp_s); from branch_at_s (s) the elbow folds to its mode's goal and the shoulder
+    # adds its mode's offset, both on one fold profile: minimum jerk over branch_move_s, or,
+    # with fold_velocity (rad/s), `ramped_profile` with ramps of fold_ramp_s (fast early
+    # motion within a velocity limit). branch_at_s None = one joint-space profile.
     branch_at_s: float | None = None
     branch_move_s: float = 0.3
+    fold_velocity: float | None = None
+    fold_ramp_s: float = 0.2
+    swing_velocity: float | None = None
+    swing_ramp_s: float = 0.2
 
     def __post_init__(self):
         self.start_q = np.asarray(self.start_q, dtype=float)
@@ -66,7 +91,14 @@ class ReachExpert:
             return self.start_q + s * (self.goal_q - self.start_q)
         heading = np.arctan2(self.target_xy[1], self.target_xy[0])
         common = self.start_q[0] + (heading - self.start_q[0] + np.pi) % (2 * np.pi) - np.pi  # [] shoulder
-        s_branch = minimum_jerk((np.asarray(t, dtype=float) - self.branch_at_s) / self.branch_move_s)
+        if self.swing_velocity is not None:
+            s = ramped_profile(np.asarray(t, dtype=float), common - self.start_q[0], self.swing_velocity,
+                               self.swing_ramp_s)[..., None]
+        if self.fold_velocity is None:
+            s_branch = minimum_jerk((np.asarray(t, dtype=float) - self.branch_at_s) / self.branch_move_s)
+        else:
+            s_branch = ramped_profile(np.asarray(t, dtype=float) - self.branch_at_s,
+                                      self.goal_q[1] - self.start_q[1], self.fold_velocity, self.fold_ramp_s)
         shoulder = self.start_q[0] + s[..., 0] * (common - self.start_q[0]) + s_branch * (self.goal_q[0] - common)
         elbow = self.start_q[1] + s_branch * (self.goal_q[1] - self.start_q[1])
         return np.stack([shoulder, elbow], axis=-1)

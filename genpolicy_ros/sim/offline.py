@@ -34,7 +34,8 @@ def dataset_metadata(dt: float, with_images: bool, task: ReachTaskConfig) -> Dat
         + (
             f"; obstacle variant (start {task.start_offset_rad} rad beside the target, post r={task.obstacle_size} m "
             f"at {task.obstacle_distance} m, {task.obstacle_heading_fraction * task.start_offset_rad:.2f} rad off "
-            f"the target line; expert branches at {task.expert_branch_s} s, folds in {task.expert_branch_move_s} s)"
+            f"the target line; expert branches at {task.expert_branch_s} s, swings at {task.expert_swing_velocity} "
+            f"rad/s, folds at {task.expert_fold_velocity} rad/s)"
             if task.obstacle
             else ""
         ),
@@ -104,10 +105,12 @@ def collect_expert_episodes(
 
 
 def expert_branch(task: ReachTaskConfig) -> dict:
-    """`ReachExpert` keyword arguments of this task's expert: a late branch only with the obstacle."""
+    """`ReachExpert` keyword arguments of this task's expert: a branching profile only with the obstacle."""
     if not task.obstacle:
         return {}
-    return {"branch_at_s": task.expert_branch_s, "branch_move_s": task.expert_branch_move_s}
+    return {"branch_at_s": task.expert_branch_s, "swing_velocity": task.expert_swing_velocity,
+            "swing_ramp_s": task.expert_swing_ramp_s, "fold_velocity": task.expert_fold_velocity,
+            "fold_ramp_s": task.expert_fold_ramp_s}
 
 
 ChunkPolicy = Callable[[dict], np.ndarray]  # obs dict -> [T_p, 2] chunk (row 0 = now)

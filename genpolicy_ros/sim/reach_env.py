@@ -26,34 +26,56 @@ Joint names (the JointState contract): ``shoulder``, ``elbow`` (actuated) and
 state-based policy observes it through JointState by name).
 
 **Obstacle variant** (optional, off by default: ``ReachTaskConfig(obstacle=True)``, or
-:func:`obstacle_task` for the measured parameters). The arm starts stretched out
-``start_offset_rad`` (1.2 rad) counter-clockwise of the target's heading instead of pointing
-at it, and a low post of radius ``obstacle_size`` stands ``obstacle_distance`` (0.21 m) from
-the base at the heading ``target heading + obstacle_heading_fraction · start_offset_rad``
-(0.6 rad off the target line, 0.6 rad from the start): on the arc that the stretched
-fingertip sweeps when the arm swings towards the target without folding. The post is
-short: the links pass over it, only the fingertip (a probe of radius ``FINGERTIP_RADIUS``)
-can touch it. Its position is a function of the target, so a state-based policy that
-observes ``target_x``/``target_y`` knows where it is; no new joints. It is drawn in the
-camera image (a brown cylinder) and is checked geometrically after every physics step: the
-fingertip coming closer than ``obstacle_size + FINGERTIP_RADIUS`` to the post's axis is a
+:func:`obstacle_task` for the measured parameters, which this paragraph quotes). Targets lie
+0.17–0.19 m from the base. The arm starts stretched out ``start_offset_rad`` (0.8 rad)
+counter-clockwise of the target's heading instead of pointing at it, and a low post of radius
+``obstacle_size`` (3 cm) stands with its centre ``obstacle_distance`` (0.246 m) from the base
+at the heading ``target heading + obstacle_heading_fraction · start_offset_rad`` (0.28 rad
+off the target line): on the arc that the stretched fingertip (0.22 m) sweeps when the arm
+swings towards the target without folding. Its inner edge (for the fingertip probe's centre:
+``obstacle_distance − obstacle_size − FINGERTIP_RADIUS`` = 0.208 m) lies inside that arc and
+outside the targets; the centre itself may lie beyond the arm's reach. The post is short:
+the links pass over it, only the fingertip (a probe of radius ``FINGERTIP_RADIUS``) can
+touch it. Its position is a function of the target, so a state-based policy that observes
+``target_x``/``target_y`` knows where it is; no new joints. It is drawn in the camera image
+(a brown cylinder) and is checked geometrically after every physics step: the fingertip
+coming closer than ``obstacle_size + FINGERTIP_RADIUS`` to the post's axis is a
 **collision**. The arm is not stopped (no contact forces); the episode is failed.
 **Success criterion with the obstacle**: the fingertip ends within ``success_radius`` of
 the target *and* never collided during the episode; ``evaluate()`` and ``StepResult.info``
 report ``collided``.
 
-Why it punishes averaging: the expert of this variant (``ReachExpert(branch_at_s=...)``)
-first swings the stretched arm towards the target heading, identically in both modes
-(minimum jerk over 1.6 s), and only at ``expert_branch_s`` (0.3 s) starts folding the elbow,
-up or down, on a fast profile (``expert_branch_move_s`` = 0.3 s; the shoulder adds its
-mode's IK offset on the same profile). The fold pulls the fingertip inside the post's radius
-before the arm gets there. Up to the branch the two modes' states are the same, so state
-feedback cannot tell a regression policy which way to go; the average of the two modes
-folds nothing (elbow 0): its fingertip stays on the 0.22 m arc and hits the post (from
-about 0.75 s), and so does a partial commitment (elbow at a fraction of either goal).
-``scripts/obstacle_geometry.py`` prints the clearances. (With the start beside the target
-line the two modes are no longer exact mirror images; the expert still picks each with
-probability 1/2, and the mode of an episode is classified as above.)
+Why it punishes averaging: the fingertip's distance from the base depends on the elbow
+only, ``sqrt(0.0244 + 0.024 cos q_elbow)`` — 0.22 m at 0 and flat there (0.2175 m at
+±0.3 rad, 0.208 m at ±0.67 rad) — so only a clearly folded elbow passes inside the post.
+The expert of this variant (``ReachExpert(branch_at_s=0, swing_velocity=..., fold_velocity=...)``)
+has **no common prefix**: from t = 0 the elbow folds towards its mode's goal at
+``expert_fold_velocity`` (1.75 rad/s, reached along a smooth ramp of ``expert_fold_ramp_s`` =
+0.2 s; the 1.06–1.38 rad folds take 0.81–0.99 s) while the shoulder swings towards the target
+heading at ``expert_swing_velocity`` (0.9 rad/s after a 0.2 s ramp) plus its mode's IK offset
+on the fold's profile. Both modes' fingertips cross the post's heading at about 0.68 s with
+the elbow folded past ±1.0 rad (≥ 1.1 cm clearance kinematically, ≥ 2.7 mm in the
+position-controlled sim with start noise). The average of the two modes folds nothing (elbow
+0, the two folds cancel) — the stretched arm swinging to the target heading, fast from the
+start — and hits the post at 0.55 s; so does every partial commitment c ≤ 0.5 (elbow at c of
+either mode's path), by 0.58 s. A policy that averages the modes for its first chunk (0.4 s)
+has by then swung the stretched arm most of the way to the post (the swing is fast from the
+start; with a slow minimum-jerk start the averaged chunk barely moves and a state-feedback
+regression policy simply resumes from an early-looking state) and would have to fold about
+0.7 rad within about 0.2 s, beyond the node's velocity limit. Every
+commanded joint velocity stays at or below 1.75 rad/s and every acceleration below 13.2 rad/s²
+(also from starts 2σ of ``start_noise_rad`` = 0.02 rad off): inside the policy node's default
+safety envelope (2 rad/s, 20 rad/s²). Demonstrations are collected *paired*
+(each start shown both ways, ``collect_expert_episodes(..., paired_modes=True)``), so at the
+start state a regression policy sees both modes with equal weight. Why no common prefix:
+the policy node generates asynchronously — the next chunk is requested from an observation
+taken while the current chunk executes and spliced onto it — so a shared prefix would let a
+generative policy re-draw its mode mid-motion and blend two modes' chunks; with the modes
+parting at once, every observation after the first chunk carries the mode.
+``scripts/obstacle_geometry.py`` prints the clearances, contact times and the velocity
+envelope. (With the start beside the target line the two modes are no longer exact mirror
+images; the expert still picks each with probability 1/2, and the mode of an episode is
+classified as above.)
 """
 from __future__ import annotations
 
@@ -91,12 +113,15 @@ class ReachTaskConfig:
     camera: str = "overhead"
     # Optional obstacle (see the module docstring); off by default.
     obstacle: bool = False
-    obstacle_distance: float = 0.21  # post's distance from the base (m)
-    obstacle_size: float = 0.020  # post radius (m)
-    start_offset_rad: float = 1.2  # with the obstacle: start heading = target heading + this
-    obstacle_heading_fraction: float = 0.5  # post heading = target heading + this * start_offset_rad
-    expert_branch_s: float = 0.3  # with the obstacle: the expert's modes part at this time (s)
-    expert_branch_move_s: float = 0.3  # ... and fold the elbow in this time (s)
+    obstacle_distance: float = 0.246  # post centre's distance from the base (m; may exceed the reach)
+    obstacle_size: float = 0.030  # post radius (m)
+    start_offset_rad: float = 0.8  # with the obstacle: start heading = target heading + this
+    obstacle_heading_fraction: float = 0.35  # post heading = target heading + this * start_offset_rad
+    expert_swing_velocity: float = 0.9  # with the obstacle: the expert's shoulder swing velocity (rad/s) ...
+    expert_swing_ramp_s: float = 0.2  # ... reached (and left) along smooth ramps of this (s)
+    expert_branch_s: float = 0.0  # its modes part at this time (s)
+    expert_fold_velocity: float = 1.75  # ... and fold the elbow at this velocity (rad/s)
+    expert_fold_ramp_s: float = 0.2  # ... reached (and left) along smooth ramps of this (s)
 
     def __post_init__(self):
         lo, hi = self.target_radius
@@ -111,14 +136,18 @@ class ReachTaskConfig:
             raise ValueError(f"image_size must be (H, W) with both >= 16; got {self.image_size}")
         if self.obstacle:
             keep_out = self.obstacle_size + FINGERTIP_RADIUS
-            if min(self.obstacle_size, self.expert_branch_move_s) <= 0 or self.expert_branch_s < 0:
-                raise ValueError("obstacle_size, expert_branch_move_s must be > 0, expert_branch_s >= 0")
+            if min(self.obstacle_size, self.expert_swing_velocity, self.expert_swing_ramp_s, self.expert_fold_velocity,
+                   self.expert_fold_ramp_s) <= 0 or self.expert_branch_s < 0:
+                raise ValueError("obstacle_size, expert_swing_velocity, expert_swing_ramp_s, expert_fold_velocity, "
+                                 "expert_fold_ramp_s must be > 0, expert_branch_s >= 0")
             if not (0 < self.obstacle_heading_fraction < 1):
                 raise ValueError("obstacle_heading_fraction must lie in (0, 1)")
-            if not (hi + keep_out < self.obstacle_distance < reach):
+            # The post's inner edge (as the fingertip probe's centre sees it) must lie beyond the
+            # targets and within the straight arm's reach; the centre itself may be out of reach.
+            if not (hi < self.obstacle_distance - keep_out < reach):
                 raise ValueError(
-                    f"with the obstacle, target_radius[1] + {keep_out} < obstacle_distance < {reach} "
-                    f"(post outside the targets, within the arm's reach); got {self.target_radius}, "
+                    f"with the obstacle, target_radius[1] < obstacle_distance - {keep_out} < {reach} "
+                    f"(post outside the targets, its inner edge within the arm's reach); got {self.target_radius}, "
                     f"{self.obstacle_distance}"
                 )
             if not (0 < self.start_offset_rad and self.target_heading[1] + self.start_offset_rad < math.pi):
@@ -127,9 +156,26 @@ class ReachTaskConfig:
 
 def obstacle_task(**overrides) -> ReachTaskConfig:
     """The obstacle variant with the parameters measured in ``scripts/obstacle_geometry.py``:
-    targets 0.07–0.15 m from the base (keeps 4 cm between the farthest target and the
-    post's edge), post of radius 2 cm at 0.21 m."""
-    params = dict(obstacle=True, target_radius=(0.07, 0.15))
+    targets 0.17–0.19 m from the base (elbow folds of 1.06–1.37 rad, small enough for the
+    expert to fold within the node's default velocity limit), start 0.8 rad beside the
+    target (start noise 0.02 rad), post of radius 3 cm centred 0.246 m from the base (its
+    inner edge, for the fingertip probe's centre, at 0.208 m: inside the straight arm's
+    0.22 m, outside the targets) 0.28 rad off the target line; expert: modes part at t = 0,
+    shoulder swing at 0.9 rad/s, elbow fold at 1.75 rad/s, both after 0.2 s ramps."""
+    params = dict(
+        obstacle=True,
+        target_radius=(0.17, 0.19),
+        start_noise_rad=0.02,
+        obstacle_distance=0.246,
+        obstacle_size=0.03,
+        start_offset_rad=0.8,
+        obstacle_heading_fraction=0.35,
+        expert_swing_velocity=0.9,
+        expert_swing_ramp_s=0.2,
+        expert_branch_s=0.0,
+        expert_fold_velocity=1.75,
+        expert_fold_ramp_s=0.2,
+    )
     params.update(overrides)
     return ReachTaskConfig(**params)
 

@@ -31,6 +31,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E
 from genpolicy_ros.ros.conversions import compressed_image_to_array, image_to_array  # noqa: E402
 from genpolicy_ros.ros.qos import command_qos  # noqa: E402
 from genpolicy_ros.sim.node import ExpertDriver, SimNode, parse_joint_trajectory  # noqa: E402
+from genpolicy_ros.sim.reach_env import obstacle_task  # noqa: E402
 
 pytestmark = pytest.mark.ros
 _DOMAINS = itertools.count()
@@ -274,7 +275,8 @@ def test_obstacle_variant_fails_an_arm_that_swings_through_the_post(harness_fact
     h.spin_sim_time(0.05)
     first = h.states[0]
     heading = np.arctan2(first.position[3], first.position[2])
-    assert first.position[0] - heading == pytest.approx(1.2, abs=0.25), "start beside the target"
+    offset = obstacle_task().start_offset_rad
+    assert first.position[0] - heading == pytest.approx(offset, abs=0.1), "start beside the target"
     assert abs(first.position[1]) < 0.25, "stretched arm"
     h.forward.publish(Float64MultiArray(data=[float(heading), 0.0]))
     h.spin_until(lambda: h.episodes, timeout_s=30.0, what="the episode's status")

@@ -10,13 +10,14 @@ from genpolicy_ros.sim.reach_env import (
     FINGERTIP_RADIUS,
     LINK_LENGTHS,
     ReachTaskConfig,
+    ensure_headless_gl,
     fingertip_clearance,
     forward_kinematics,
     obstacle_position,
     obstacle_task,
 )
 
-TIMES = np.linspace(0.0, 1.6, 321)
+TIMES = np.linspace(0.0, 3.0, 601)
 
 
 def _targets(task, n_r=6, n_h=7):
@@ -49,7 +50,7 @@ def test_default_task_has_no_obstacle_and_expert_one_profile():
     np.testing.assert_array_equal(expert.action(TIMES), expected)
 
 
-def test_post_lies_beyond_the_targets_within_reach_and_off_the_start_pose():
+def test_post_edge_lies_beyond_the_targets_within_reach_and_off_the_start_pose():
     task = obstacle_task()
     keep_out = task.obstacle_size + FINGERTIP_RADIUS
     for target in _targets(task):
@@ -57,8 +58,8 @@ def test_post_lies_beyond_the_targets_within_reach_and_off_the_start_pose():
         assert np.linalg.norm(post) == pytest.approx(task.obstacle_distance)
         heading = math.atan2(post[1], post[0]) - math.atan2(target[1], target[0])
         assert heading == pytest.approx(task.obstacle_heading_fraction * task.start_offset_rad)
-        assert np.linalg.norm(target) + keep_out < np.linalg.norm(post) < sum(LINK_LENGTHS)
-        assert fingertip_clearance(_start(target, task), post, task) > 0.05
+        assert np.linalg.norm(target) < np.linalg.norm(post) - keep_out < sum(LINK_LENGTHS)  # inner edge
+        assert fingertip_clearance(_start(target, task), post, task) > 0.04
 
 
 @pytest.mark.parametrize("sign", [+1, -1])
@@ -67,8 +68,8 @@ def test_both_expert_modes_clear_the_post(sign):
     for target in _targets(task):
         expert = ReachExpert(_start(target, task), target, sign, **expert_branch(task))
         clearance = fingertip_clearance(expert.action(TIMES), obstacle_position(target, task), task)
-        assert clearance.min() > 0.02
-        assert np.linalg.norm(forward_kinematics(expert.action(1.6)) - target) < 1e-9
+        assert clearance.min() > 0.01
+        assert np.linalg.norm(forward_kinematics(expert.action(task.episode_s)) - target) < 1e-9
 
 
 @pytest.mark.parametrize("c", [0.0, 0.1, 0.3])
@@ -80,41 +81,90 @@ def test_average_and_partial_commitments_of_the_modes_collide(c):
         assert fingertip_clearance(q, obstacle_position(target, task), task).min() < 0
 
 
-def test_modes_share_their_commands_until_the_branch():
+def test_modes_part_from_the_start_and_their_average_is_the_stretched_arm_swinging():
     task = obstacle_task()
     for target in _targets(task, 3, 3):
         up, down = (ReachExpert(_start(target, task), target, s, **expert_branch(task)) for s in (+1, -1))
-        before = TIMES[TIMES <= task.expert_branch_s]
-        np.testing.assert_array_equal(up.action(before), down.action(before))
-        assert np.all(up.action(before)[:, 1] == 0.0)  # the elbow is held: a stretched arm swinging
-        after = TIMES[TIMES > task.expert_branch_s + 0.05]
-        assert np.all(up.action(after)[:, 1] > 0) and np.all(down.action(after)[:, 1] < 0)
+        moving = TIMES[TIMES > 0]
+        # no common prefix: from the first command on, the elbow bends its mode's way
+        assert np.all(up.action(moving)[:, 1] > 0) and np.all(down.action(moving)[:, 1] < 0)
+        average = 0.5 * (up.action(TIMES) + down.action(TIMES))
+        np.testing.assert_allclose(average[:, 1], 0.0, atol=1e-12)  # the average never folds ...
+        heading = math.atan2(target[1], target[0])
+        np.testing.assert_allclose(average[-1, 0], heading, atol=1e-12)  # ... and swings to the target line
 
 
-def test_stretched_arm_swinging_to_the_target_collides_and_expert_needs_its_branch():
+@pytest.mark.parametrize("noise", [(0, 0), (2, 2), (-2, -2), (2, -2)])
+def test_expert_stays_inside_the_default_safety_envelope(noise):
+    """Commanded joint velocity and acceleration stay well below the policy node's defaults
+    (max_joint_velocity 2 rad/s, max_joint_acceleration 20 rad/s²), also from starts 2σ off."""
+    task = obstacle_task()
+    t = np.linspace(0.0, task.episode_s, 3001)
+    for target in _targets(task):
+        for sign in (+1, -1):
+            start = _start(target, task) + task.start_noise_rad * np.asarray(noise)
+            expert = ReachExpert(start, target, sign, **expert_branch(task))
+            v = np.gradient(expert.action(t), t, axis=0)
+            a = np.gradient(v, t, axis=0)
+            assert np.abs(v).max() < 1.8
+            assert np.abs(a).max() < 15.0
+
+
+@pytest.mark.parametrize("sign", [+1, -1])
+def test_expert_clears_the_post_from_starts_2_sigma_off(sign):
+    task = obstacle_task()
+    for target in _targets(task, 4, 5):
+        for noise in ((-2, -2), (-2, 2), (2, 2)):
+            start = _start(target, task) + task.start_noise_rad * np.asarray(noise)
+            expert = ReachExpert(start, target, sign, **expert_branch(task))
+            assert fingertip_clearance(expert.action(TIMES), obstacle_position(target, task), task).min() > 0.003
+
+
+def test_ramped_profile_reaches_its_velocity_quickly_and_ends_at_the_goal():
+    from genpolicy_ros.sim.expert import ramped_profile
+
+    t = np.linspace(-0.1, 2.0, 21001)
+    for distance in (1.06, 1.37, -1.2):
+        s = ramped_profile(t, distance, 1.7, 0.2)
+        assert s[0] == 0.0 and s[-1] == 1.0 and np.all(np.diff(s) >= 0)
+        v = np.gradient(s * abs(distance), t)
+        a = np.gradient(v, t)
+        assert v.max() == pytest.approx(1.7, rel=1e-3)
+        assert np.abs(a).max() == pytest.approx(1.5 * 1.7 / 0.2, rel=1e-2)
+        assert s[t <= 0.2 + 1e-9][-1] * abs(distance) == pytest.approx(1.7 * 0.2 / 2, rel=1e-3)  # ramp: half of v·T_r
+        done = t[np.argmax(s >= 1.0)]
+        assert done == pytest.approx(abs(distance) / 1.7 + 0.2, abs=1e-3)
+    short = ramped_profile(t, 0.1, 1.7, 0.2)  # too short for a plateau: lower peak, same ramps
+    v = np.gradient(short * 0.1, t)
+    assert short[-1] == 1.0 and v.max() == pytest.approx(0.1 / 0.2, rel=1e-3)
+    assert t[np.argmax(short >= 1.0)] == pytest.approx(0.4, abs=1e-3)
+
+
+def test_stretched_arm_swinging_to_the_target_collides():
     task = obstacle_task()
     for target in _targets(task):
         post = obstacle_position(target, task)
         start = _start(target, task)
         swing = np.stack([np.linspace(start[0], start[0] - task.start_offset_rad, 200), np.zeros(200)], -1)
         assert fingertip_clearance(swing, post, task).min() < 0
-    # the plain joint-space expert of the default task (no late branch) would hit it too
-    for target in _targets(task):
-        plain = ReachExpert(_start(target, task), target, +1)
-        half = 0.75 * plain.action(TIMES) + 0.25 * ReachExpert(_start(target, task), target, -1).action(TIMES)
-        assert fingertip_clearance(half, obstacle_position(target, task), task).min() < 0
 
 
 def test_obstacle_config_is_validated():
     with pytest.raises(ValueError):
-        ReachTaskConfig(obstacle=True, target_radius=(0.07, 0.2))  # targets reach the post
+        obstacle_task(target_radius=(0.17, 0.21))  # targets beyond the post's inner edge
     with pytest.raises(ValueError):
-        ReachTaskConfig(obstacle=True, target_radius=(0.07, 0.15), obstacle_distance=0.23)  # out of reach
+        obstacle_task(obstacle_distance=0.26)  # inner edge out of the straight arm's reach
     with pytest.raises(ValueError):
-        ReachTaskConfig(obstacle=True, target_radius=(0.07, 0.15), start_offset_rad=2.0)  # shoulder limit
-    ReachTaskConfig(obstacle=True, target_radius=(0.07, 0.15))
+        obstacle_task(start_offset_rad=2.0)  # shoulder limit
+    with pytest.raises(ValueError):
+        obstacle_task(expert_fold_velocity=0.0)
+    task = obstacle_task()
+    # the post's centre may lie beyond the arm's reach, its inner edge may not
+    assert task.obstacle_distance > sum(LINK_LENGTHS) > task.obstacle_distance - task.obstacle_size - FINGERTIP_RADIUS
+    assert ReachTaskConfig(obstacle=True, target_radius=(0.07, 0.15)).obstacle is True
 
 
+ensure_headless_gl()  # before the first `import mujoco`: other test modules of this session render
 mujoco = pytest.importorskip("mujoco")
 
 
