@@ -14,9 +14,26 @@ if [ ! -f "$WORK/reach_bag/metadata.yaml" ]; then
   "$GP" collect --episodes "$EPISODES" --images --seed 1 --out "$WORK/reach_bag"
 fi
 
+if [ ! -f "$WORK/obstacle_data/dataset.json" ]; then
+  # The obstacle variant's demonstrations are paired (each start shown in both modes),
+  # which the sim node cannot do yet: recorded ROS-free from the same env and expert.
+  "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.collect_offline --obstacle --paired --episodes "$EPISODES" \
+    --seed 0 --out "$WORK/obstacle_data"
+fi
+
 train() {  # name, extra train args...
   local name=$1; shift
   "$GP" train --bag "$WORK/reach_bag" --config "config/models/$name.yaml" --out "$WORK/$name" --overwrite "$@"
+  ship "$name"
+}
+
+train_obstacle() {  # name
+  "$GP" train --data "$WORK/obstacle_data" --config "config/models/$1.yaml" --out "$WORK/$1" --overwrite
+  ship "$1"
+}
+
+ship() {  # name
+  local name=$1
   mkdir -p "models/$name"
   # Only what a user needs: the model (config.json + weights) and its training curve.
   cp "$WORK/$name/config.json" "$WORK/$name/model.safetensors" "models/$name/"
@@ -27,4 +44,7 @@ train reach_flow
 train reach_ddim
 train reach_mse
 train reach_image_flow --images
+train_obstacle obstacle_flow
+train_obstacle obstacle_ddim
+train_obstacle obstacle_mse
 echo "default models written to models/: $(ls models)"

@@ -1,13 +1,15 @@
 """``genpolicy demo`` (what ``make demo`` runs): the first thing a new user sees.
 
 Runs a few closed-loop episodes over real ROS 2 topics (the MuJoCo sim node and the policy
-node, see :mod:`genpolicy_ros.sim.evaluation`) with the shipped flow-matching model and
-with the MSE regression baseline trained on the same data, prints a success / mode /
-latency / jitter table and writes ``demo_report/demo.png`` (fingertip paths coloured by
-the mode each episode chose, flow vs MSE side by side) and ``demo_report/demo.json``.
+node, see :mod:`genpolicy_ros.sim.evaluation`): the shipped default flow-matching model on
+the reaching task, then the obstacle variant's flow model and its MSE regression baseline
+(same demonstrations, same network). Prints a success / mode / latency / jitter table and
+writes ``demo_report/demo.png`` (fingertip paths coloured by the mode each episode chose,
+one panel per run) and ``demo_report/demo.json``.
 
-The task has two equally good solutions (elbow up / elbow down); the regression baseline
-averages them and misses, the generative policy commits to one per episode.
+Every target can be reached elbow up or elbow down. In the obstacle variant a post stands
+where the average of the two modes passes: the regression baseline's first chunk averages
+the modes and runs into it, the generative policy commits to one mode per episode.
 """
 from __future__ import annotations
 
@@ -19,15 +21,20 @@ from pathlib import Path
 from typing import List, Optional
 
 DEFAULT_FLOW = "reach_flow"
-DEFAULT_MSE = "reach_mse"
+OBSTACLE_FLOW = "obstacle_flow"
+DEFAULT_MSE = "obstacle_mse"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=6, metavar="N", help="episodes per model (default 6)")
     p.add_argument("--out", default="demo_report", metavar="DIR", help="report directory (default demo_report)")
     p.add_argument("--flow-model", metavar="DIR", help=f"flow model (default: the shipped models/{DEFAULT_FLOW})")
-    p.add_argument("--mse-model", metavar="DIR", help=f"regression baseline (default: models/{DEFAULT_MSE})")
-    p.add_argument("--no-mse", action="store_true", help="only the flow model")
+    p.add_argument("--obstacle-flow-model", metavar="DIR",
+                   help=f"flow model of the obstacle variant (default: models/{OBSTACLE_FLOW})")
+    p.add_argument("--mse-model", metavar="DIR",
+                   help=f"regression baseline of the obstacle variant (default: models/{DEFAULT_MSE})")
+    p.add_argument("--no-mse", action="store_true", help="skip the regression baseline")
+    p.add_argument("--no-obstacle", action="store_true", help="only the default model on the plain task")
     p.add_argument("--seed", type=int, default=0, help="sim seed (default 0)")
     p.add_argument("--chunk-blending", choices=("none", "ensemble", "rtc"),
                    help="how chunks join (default: the policy node's default)")
@@ -61,29 +68,32 @@ def run(args) -> int:
     from .evaluation import EvalConfig, check_schema, evaluate
     from .report import format_table, plot_trajectories
 
-    wanted = [("flow", DEFAULT_FLOW, args.flow_model)] + ([] if args.no_mse else [("mse", DEFAULT_MSE, args.mse_model)])
+    wanted = [("flow", DEFAULT_FLOW, args.flow_model, False)]  # (label, shipped name, --option, obstacle)
+    if not args.no_obstacle:
+        wanted.append(("flow", OBSTACLE_FLOW, args.obstacle_flow_model, True))
+        if not args.no_mse:
+            wanted.append(("mse", DEFAULT_MSE, args.mse_model, True))
     models = []
-    for label, name, given in wanted:
+    for label, name, given, obstacle in wanted:
         path = find_model(name, given)
         if path is None:
             where = given or " or ".join(str(d / name) for d in models_dirs())
             print(f"genpolicy demo: the {label} model was not found ({where}).\n"
-                  "  Create it with:\n"
-                  "    genpolicy collect --episodes 200 --out demos_bag\n"
-                  f"    genpolicy train --bag demos_bag --kind {'flow' if label == 'flow' else 'regression'} "
-                  f"--out models/{name}\n"
-                  "  or pass --flow-model / --mse-model (or --no-mse).", file=sys.stderr)
+                  "  scripts/build_default_models.sh rebuilds every shipped model; or pass --flow-model /\n"
+                  "  --obstacle-flow-model / --mse-model (or --no-obstacle / --no-mse).", file=sys.stderr)
             return 1
-        models.append((label, path))
+        models.append((label, path, obstacle))
 
     t0 = time.monotonic()
     docs = []
     try:
-        for label, path in models:
-            print(f"genpolicy demo: {args.episodes} episodes with {label} model {path} (sim + policy node over ROS 2)",
-                  file=sys.stderr)
+        for label, path, obstacle in models:
+            task = "the obstacle variant" if obstacle else "the reaching task"
+            print(f"genpolicy demo: {args.episodes} episodes of {task} with {label} model {path} "
+                  "(sim + policy node over ROS 2)", file=sys.stderr)
             result = evaluate(EvalConfig(model_dir=str(path), episodes=args.episodes, seed=args.seed,
-                                         chunk_blending=args.chunk_blending, domain_id=args.domain_id, progress=args.progress))
+                                         chunk_blending=args.chunk_blending, domain_id=args.domain_id,
+                                         progress=args.progress, obstacle=obstacle))
             doc = result.to_dict()
             problems = check_schema(doc)
             if problems:
@@ -95,7 +105,7 @@ def run(args) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    titles = [f"{label}: {path.name}" for label, path in models]
+    titles = [f"{label}: {path.name}" + (" (obstacle)" if obstacle else "") for label, path, obstacle in models]
     png = plot_trajectories(docs, out / "demo.png", titles=titles)
     (out / "demo.json").write_text(json.dumps({"runs": docs}, indent=2, allow_nan=False))
     print()

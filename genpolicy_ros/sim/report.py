@@ -6,14 +6,18 @@ the ``genpolicy eval --json`` schema) so they also work on saved JSON files.
 The picture has one panel per run (e.g. flow vs MSE side by side): every episode's
 fingertip path in the workspace, coloured by the mode the episode ended in (elbow up /
 elbow down / between), its target marked with a cross; failed episodes are dashed. The
-grey circle is the arm's reach (L1 + L2) around the base.
+grey circle is the arm's reach (L1 + L2) around the base. Runs of the obstacle variant
+(``settings.obstacle``) also show each episode's post (brown) and a red ring where a
+fingertip path touched it.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence
 
-from .reach_env import LINK_LENGTHS, MODES
+import numpy as np
+
+from .reach_env import FINGERTIP_RADIUS, LINK_LENGTHS, MODES, obstacle_position, obstacle_task
 
 MODE_COLOURS = {"elbow_up": "tab:blue", "elbow_down": "tab:orange", "between": "tab:red"}
 _COLUMNS = ("run", "episodes", "success", "elbow up", "elbow down", "between",
@@ -65,7 +69,16 @@ def plot_trajectories(docs: Sequence[Mapping], path, titles: Optional[List[str]]
     for k, (ax, doc) in enumerate(zip(axes[0], docs)):
         ax.add_patch(plt.Circle((0, 0), reach, fill=False, color="0.8", lw=1))
         ax.plot([0], [0], marker="o", color="k", ms=6)  # arm base
+        task = obstacle_task() if (doc.get("settings") or {}).get("obstacle") else None
         for ep in doc["per_episode"]:
+            if task is not None and ep.get("target"):
+                post = obstacle_position(np.asarray(ep["target"], dtype=float), task)  # [2]
+                ax.add_patch(plt.Circle(tuple(post), task.obstacle_size, color="saddlebrown", alpha=0.35, lw=0))
+                if ep.get("collided") and ep.get("fingertip"):
+                    tip = np.asarray(ep["fingertip"], dtype=float)  # [N, 2]
+                    first = tip[np.argmax(np.linalg.norm(tip - post, axis=1)
+                                          < task.obstacle_size + FINGERTIP_RADIUS)]  # [2] first contact
+                    ax.plot([first[0]], [first[1]], marker="o", ms=9, mfc="none", mec="red", mew=1.5)
             tip = ep.get("fingertip") or []
             if tip:
                 xs, ys = zip(*tip)
@@ -76,8 +89,9 @@ def plot_trajectories(docs: Sequence[Mapping], path, titles: Optional[List[str]]
                 ax.plot([ep["target"][0]], [ep["target"][1]], marker="x", color="k", ms=7, mew=1.5)
         title = titles[k] if titles else run_label(doc)
         ax.set_title(f"{title}\nsuccess {100 * doc['success_rate']:.0f} % of {doc['episodes']}")
-        ax.set_xlim(-0.6 * reach, reach + 0.02)
-        ax.set_ylim(-reach - 0.02, reach + 0.02)
+        pad = 0.02 if task is None else task.obstacle_distance + task.obstacle_size - reach + 0.005
+        ax.set_xlim(-0.6 * reach, reach + pad)
+        ax.set_ylim(-reach - pad, reach + pad)
         ax.set_aspect("equal")
         ax.set_xlabel("x (m)")
         ax.set_ylabel("y (m)")
@@ -85,6 +99,9 @@ def plot_trajectories(docs: Sequence[Mapping], path, titles: Optional[List[str]]
     handles = [Line2D([], [], color=MODE_COLOURS[m], label=m.replace("_", " ")) for m in MODES]
     handles += [Line2D([], [], color="k", ls="--", label="failed"),
                 Line2D([], [], color="k", marker="x", ls="", label="target")]
+    if any((d.get("settings") or {}).get("obstacle") for d in docs):
+        handles += [Line2D([], [], color="saddlebrown", alpha=0.5, marker="o", ms=9, ls="", label="post"),
+                    Line2D([], [], color="red", marker="o", mfc="none", ms=9, ls="", label="collision")]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles) if len(docs) > 1 else 3, frameon=False)
     fig.tight_layout(rect=(0, 0.1 if len(docs) == 1 else 0.06, 1, 1))
     path = Path(path)
