@@ -64,8 +64,12 @@ def run(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # noqa: BLE001 - report, then clean up below
-        print(f"genpolicy node: {type(exc).__name__}: {exc}", file=sys.stderr)
-        status = 1
+        # Ctrl-C shuts the context down from rclpy's signal handler; landing while the
+        # executor rebuilds its wait set, that surfaces as an RCLError ("context is not
+        # valid") instead of ExternalShutdownException. A shut-down context = a clean stop.
+        if rclpy.ok():
+            print(f"genpolicy node: {type(exc).__name__}: {exc}", file=sys.stderr)
+            status = 1
     finally:
         if node is not None:
             try:

@@ -68,6 +68,9 @@ def run(args) -> int:
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():  # a context shut down by Ctrl-C mid-spin (RCLError) is a clean stop
+            raise
     finally:
         if node is not None:
             node.destroy_node()
