@@ -110,13 +110,15 @@ class WindowDataset(Dataset):
             if unknown:
                 raise ValueError(f"WindowDataset: {what} {unknown} are not in the data set's state "
                                  f"entries {metadata.state_names}")
-        self.state_columns = np.array([metadata.state_names.index(n) for n in self.state_names], dtype=np.int64)
-        self.aux_columns = np.array([metadata.state_names.index(n) for n in self.aux_state_names], dtype=np.int64)
+        state_columns = [metadata.state_names.index(n) for n in self.state_names]
+        aux_columns = [metadata.state_names.index(n) for n in self.aux_state_names]
 
         self.metadata = metadata
         self.T_o, self.T_p, self.dt, self.pad_after = T_o, T_p, dt, pad_after
         self.cameras = cameras
         self.episodes: List[Episode] = []
+        self._states: List[np.ndarray] = []  # per episode [N, D_s], the observed columns
+        self._aux_states: List[np.ndarray] = []  # per episode [N, D_aux]; empty without aux names
         obs_offsets = (np.arange(T_o) - (T_o - 1)) * dt  # [T_o]: -(T_o-1)·dt … 0
         act_offsets = np.arange(T_p) * dt  # [T_p]: 0 … (T_p-1)·dt
         half = 0.5 * dt  # a query more than dt/2 past the last stamp is a padded row
@@ -124,6 +126,9 @@ class WindowDataset(Dataset):
         for e, ep in enumerate(episodes):
             ep.validate(metadata, where=f"episode {e}")
             self.episodes.append(ep)
+            self._states.append(np.ascontiguousarray(ep.state[:, state_columns]))  # [N, D_s]
+            if aux_columns:
+                self._aux_states.append(np.ascontiguousarray(ep.state[:, aux_columns]))  # [N, D_aux]
             t = ep.timestamp  # [N]
             # Anchor i is usable if at most pad_after action rows fall past the last stamp.
             usable = t + (T_p - 1 - pad_after) * dt <= t[-1] + half  # [N] bool
@@ -143,10 +148,11 @@ class WindowDataset(Dataset):
         return int(self.episode_index.shape[0])
 
     def __getitem__(self, index: int) -> dict:
-        ep = self.episodes[int(self.episode_index[index])]
+        e = int(self.episode_index[index])
+        ep = self.episodes[e]
         oi = self.obs_index[index]  # [T_o]
         ai = self.action_index[index]  # [T_p]
-        obs = {"state": torch.from_numpy(ep.state[oi][:, self.state_columns])}  # [T_o, D_s]
+        obs = {"state": torch.from_numpy(self._states[e][oi])}  # [T_o, D_s]
         if self.cameras:
             images = {}
             for cam in self.cameras:
@@ -154,8 +160,8 @@ class WindowDataset(Dataset):
                 images[cam] = frames.permute(0, 3, 1, 2).float().div_(255.0)  # [T_o, 3, H, W]
             obs["images"] = images
         item = {"obs": obs, "action": torch.from_numpy(ep.action[ai])}  # action [T_p, D_a]
-        if len(self.aux_columns):
-            item["aux_state"] = torch.from_numpy(ep.state[oi][:, self.aux_columns])  # [T_o, D_aux]
+        if self._aux_states:
+            item["aux_state"] = torch.from_numpy(self._aux_states[e][oi])  # [T_o, D_aux]
         return item
 
     def all_actions(self) -> np.ndarray:
@@ -164,10 +170,8 @@ class WindowDataset(Dataset):
 
     def all_states(self) -> np.ndarray:
         """Every observed state sample of every episode, [sum N, D_s] (for normaliser fitting)."""
-        return np.concatenate([ep.state[:, self.state_columns] for ep in self.episodes], axis=0)
+        return np.concatenate(self._states, axis=0)
 
     def all_aux_states(self) -> Optional[np.ndarray]:
         """Every auxiliary state sample, [sum N, D_aux]; None without ``aux_state_names``."""
-        if not len(self.aux_columns):
-            return None
-        return np.concatenate([ep.state[:, self.aux_columns] for ep in self.episodes], axis=0)
+        return np.concatenate(self._aux_states, axis=0) if self._aux_states else None

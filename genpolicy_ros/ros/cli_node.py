@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     from .policy_node import PolicyNode
+    from .spin import spin_until_shutdown
 
     ros_args = ["--ros-args", *args.ros_args] if args.ros_args is not None else []
     rclpy.init(args=["genpolicy", *ros_args])
@@ -60,16 +61,12 @@ def run(args: argparse.Namespace) -> int:
         executor.add_node(node)
         if args.autostart or node.get_parameter("autostart").value:
             _autostart(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_shutdown(executor)
+    except (KeyboardInterrupt, ExternalShutdownException):  # during set-up
         pass
     except Exception as exc:  # noqa: BLE001 - report, then clean up below
-        # Ctrl-C shuts the context down from rclpy's signal handler; landing while the
-        # executor rebuilds its wait set, that surfaces as an RCLError ("context is not
-        # valid") instead of ExternalShutdownException. A shut-down context = a clean stop.
-        if rclpy.ok():
-            print(f"genpolicy node: {type(exc).__name__}: {exc}", file=sys.stderr)
-            status = 1
+        print(f"genpolicy node: {type(exc).__name__}: {exc}", file=sys.stderr)
+        status = 1
     finally:
         if node is not None:
             try:

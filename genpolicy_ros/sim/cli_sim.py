@@ -32,9 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import rclpy
     from rclpy.exceptions import ParameterException
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
+    from ..ros.spin import spin_until_shutdown
     from .node import SimNode
 
     overrides = [
@@ -62,15 +63,12 @@ def run(args) -> int:
         node.get_logger().info(
             f"reach sim: {p.physics_rate_hz:g} Hz physics, camera {p.camera_rate_hz:g} Hz, episode {p.episode_s:g} s, "
             f"rate x{p.rate_factor:g}, clock {'on' if p.publish_clock else 'off'}")
-        executor.spin()
+        spin_until_shutdown(executor)
     except (ValueError, ParameterException) as exc:
         print(f"genpolicy sim: {exc}", file=sys.stderr)
         return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except KeyboardInterrupt:  # during set-up
         pass
-    except Exception:
-        if rclpy.ok():  # a context shut down by Ctrl-C mid-spin (RCLError) is a clean stop
-            raise
     finally:
         if node is not None:
             node.destroy_node()

@@ -26,6 +26,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 from .config import TrainConfig
 
@@ -128,8 +129,11 @@ def load_config_file(path) -> dict:
     return {"policy": dict(data.get("policy") or {}), "train": dict(data.get("train") or {})}
 
 
-def policy_config_from(metadata, data_actions, section: dict, args):
-    """PolicyConfig from data set metadata + config-file section + CLI options."""
+def policy_config_from(metadata, data_actions, section: dict, args, extra_defaults: Optional[dict] = None):
+    """PolicyConfig from data set metadata + config-file section + CLI options.
+
+    ``extra_defaults``: ``observation`` / ``auxiliary`` entries that refine the data set's
+    defaults (e.g. ``data.bags.sim_observation_defaults``); the file's section wins over both."""
     import numpy as np
 
     from genpolicy_ros.core.config import FORMAT_VERSION, PolicyConfig
@@ -154,6 +158,7 @@ def policy_config_from(metadata, data_actions, section: dict, args):
     }
     for key in ("observation", "auxiliary"):  # file sections refine the data set's defaults
         base = dict(defaults.get(key) or {})
+        base.update(dict((extra_defaults or {}).get(key) or {}))
         base.update(dict(section.pop(key, None) or {}))
         if base:
             defaults[key] = base
@@ -275,13 +280,13 @@ def _run(args) -> int:
             raise FileExistsError(f"{out} already holds a training run: pass --resume to continue it "
                                   "or --overwrite to start afresh")
         file_cfg = load_config_file(args.config) if args.config else {"policy": {}, "train": {}}
+        extra = None
         if args.bag:  # the sim's recordings: what a policy observes and what it learns on the side
             from genpolicy_ros.data.bags import sim_observation_defaults
 
-            for key, value in sim_observation_defaults(args.images).items():
-                file_cfg["policy"][key] = {**value, **dict(file_cfg["policy"].get(key) or {})}
+            extra = sim_observation_defaults(args.images)
         data_actions = np.concatenate([ep.action for ep in episodes], axis=0)
-        policy_cfg = policy_config_from(metadata, data_actions, file_cfg["policy"], args)
+        policy_cfg = policy_config_from(metadata, data_actions, file_cfg["policy"], args, extra)
         train_cfg = train_config_from(file_cfg["train"], args)
 
     info = distributed.init_from_env(train_cfg.device)

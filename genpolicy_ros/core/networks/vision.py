@@ -27,6 +27,7 @@ Input: ``[B, C, H, W]`` float in [0, 1] (mapped to [−1, 1] inside).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -63,16 +64,19 @@ class VisionEncoderConfig:
             )
 
     @property
+    def strides(self) -> tuple[int, ...]:
+        """Strides of the backbone's strided layers, input to keypoint map."""
+        return (self.stem_stride, 1, 2, 2, 2) if self.backbone == "resnet18" else (2,)
+
+    @property
     def total_stride(self) -> int:
-        return self.stem_stride * 8 if self.backbone == "resnet18" else 2
+        return math.prod(self.strides)
 
     @property
     def feature_map_size(self) -> tuple[int, int]:
         """(h, w) of the last stage's output for ``image_size``."""
         h, w = self.image_size
-        # convs with padding (k − 1) / 2 and stride s map n -> ceil(n / s)
-        strides = (self.stem_stride, 1, 2, 2, 2) if self.backbone == "resnet18" else (2,)
-        for s in strides:
+        for s in self.strides:  # convs with padding (k − 1) / 2 and stride s map n -> ceil(n / s)
             h, w = -(-h // s), -(-w // s)
         return h, w
 
@@ -143,8 +147,46 @@ class SpatialSoftmax(nn.Module):
         return torch.stack([x, y], dim=-1)  # [B, K, 2]
 
 
-class ResNetEncoder(nn.Module):
-    """[B, C, H, W] float in [0, 1] -> features [B, feature_dim]."""
+class KeypointEncoder(nn.Module):
+    """Shared part of the image encoders: [B, C, H, W] float in [0, 1] -> features [B, feature_dim].
+
+    Subclasses build ``stem`` and ``stages`` (the backbone, ending in ``keypoint_channels``
+    channels on a ``config.feature_map_size`` map) and call :meth:`_build_pooling`.
+    """
+
+    config: VisionEncoderConfig
+
+    def _build_pooling(self, keypoint_channels: int) -> None:
+        c = self.config
+        self.keypoint_maps = nn.Conv2d(keypoint_channels, c.num_keypoints, 1)
+        self.spatial_softmax = SpatialSoftmax(*c.feature_map_size)
+        self.head = nn.Linear(2 * c.num_keypoints, c.feature_dim)
+
+    def _check_images(self, images: torch.Tensor):
+        c = self.config
+        expected = (c.in_channels, *c.image_size)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"{type(self).__name__}: images must be [B, C, H, W] with (C, H, W) = {expected} "
+                f"(configured image_size={c.image_size}), got {tuple(images.shape)}; "
+                f"resize/crop the camera images to the model's image size"
+            )
+
+    def keypoints(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] in [0, 1] -> spatial-softmax keypoints [B, K, 2] in [−1, 1]."""
+        self._check_images(images)
+        x = images * 2.0 - 1.0  # [B, C, H, W] in [−1, 1]
+        x = self.stem(x)  # [B, w, H/s, W/s]
+        x = self.stages(x)  # [B, C_last, h, w]
+        return self.spatial_softmax(self.keypoint_maps(x))  # [B, K, 2]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        kp = self.keypoints(images)  # [B, K, 2]
+        return self.head(kp.flatten(1))  # [B, feature_dim]
+
+
+class ResNetEncoder(KeypointEncoder):
+    """``resnet18`` backbone (module docstring)."""
 
     def __init__(self, config: VisionEncoderConfig):
         super().__init__()
@@ -162,43 +204,15 @@ class ResNetEncoder(nn.Module):
             stages.append(nn.Sequential(BasicBlock(in_ch, out_ch, stride), BasicBlock(out_ch, out_ch, 1)))
             in_ch = out_ch
         self.stages = nn.Sequential(*stages)
-        self.keypoint_maps = nn.Conv2d(widths[-1], c.num_keypoints, 1)
-        self.spatial_softmax = SpatialSoftmax(*c.feature_map_size)
-        self.head = nn.Linear(2 * c.num_keypoints, c.feature_dim)
-
-    def _check_images(self, images: torch.Tensor):
-        c = self.config
-        expected = (c.in_channels, *c.image_size)
-        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"ResNetEncoder: images must be [B, C, H, W] with (C, H, W) = {expected} "
-                f"(configured image_size={c.image_size}), got {tuple(images.shape)}; "
-                f"resize/crop the camera images to the model's image size"
-            )
-
-    def keypoints(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, C, H, W] in [0, 1] -> spatial-softmax keypoints [B, K, 2] in [−1, 1]."""
-        self._check_images(images)
-        x = images * 2.0 - 1.0  # [B, C, H, W] in [−1, 1]
-        x = self.stem(x)  # [B, w, H/s, W/s]
-        x = self.stages(x)  # [B, 8w, h, w]
-        return self.spatial_softmax(self.keypoint_maps(x))  # [B, K, 2]
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        kp = self.keypoints(images)  # [B, K, 2]
-        return self.head(kp.flatten(1))  # [B, feature_dim]
+        self._build_pooling(widths[-1])
 
 
-class KeypointConvEncoder(ResNetEncoder):
-    """Shallow ``keypoint_cnn``: [B, C, H, W] float in [0, 1] -> features [B, feature_dim].
-
-    conv 5×5 /2 (C -> w) · conv 3×3 (w -> 2w) · conv 3×3 (2w -> 2w), GroupNorm + ReLU after
-    each, then K keypoint maps on the [H/2, W/2] grid, spatial softmax and a Linear, as
-    the ResNet encoder (whose input check and ``keypoints`` this reuses).
-    """
+class KeypointConvEncoder(KeypointEncoder):
+    """Shallow ``keypoint_cnn`` backbone: conv 5×5 /2 (C -> w) · conv 3×3 (w -> 2w) ·
+    conv 3×3 (2w -> 2w), GroupNorm + ReLU after each; keypoints on the [H/2, W/2] grid."""
 
     def __init__(self, config: VisionEncoderConfig):
-        nn.Module.__init__(self)
+        super().__init__()
         self.config = c = config
         w = c.width
         self.stem = nn.Sequential(
@@ -214,11 +228,9 @@ class KeypointConvEncoder(ResNetEncoder):
             group_norm(2 * w),
             nn.ReLU(),
         )
-        self.keypoint_maps = nn.Conv2d(2 * w, c.num_keypoints, 1)
-        self.spatial_softmax = SpatialSoftmax(*c.feature_map_size)
-        self.head = nn.Linear(2 * c.num_keypoints, c.feature_dim)
+        self._build_pooling(2 * w)
 
 
-def build_vision_encoder(config: VisionEncoderConfig) -> ResNetEncoder:
+def build_vision_encoder(config: VisionEncoderConfig) -> KeypointEncoder:
     """The encoder ``config.backbone`` names."""
-    return KeypointConvEncoder(config) if config.backbone == "keypoint_cnn" else ResNetEncoder(config)
+    return {"resnet18": ResNetEncoder, "keypoint_cnn": KeypointConvEncoder}[config.backbone](config)
