@@ -18,7 +18,9 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
+
+from ..model_paths import find_shipped_model, shipped_model_dirs
 
 DEFAULT_FLOW = "reach_flow"
 OBSTACLE_FLOW = "obstacle_flow"
@@ -42,26 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
-def models_dirs() -> List[Path]:
-    """Where shipped models live: the installed share directory, then the source tree."""
-    dirs = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        dirs.append(Path(get_package_share_directory("genpolicy_ros")) / "models")
-    except Exception:  # noqa: BLE001 - not installed through colcon
-        pass
-    dirs.append(Path(__file__).resolve().parents[2] / "models")
-    return dirs
-
-
 def find_model(name: str, given: Optional[str]) -> Optional[Path]:
+    """``given`` if it is a model directory, else the shipped model ``name`` (``model_paths``)."""
     if given:
         return Path(given) if (Path(given) / "config.json").is_file() else None
-    for d in models_dirs():
-        if (d / name / "config.json").is_file():
-            return d / name
-    return None
+    return find_shipped_model(name)
 
 
 def run(args) -> int:
@@ -77,7 +64,7 @@ def run(args) -> int:
     for label, name, given, obstacle in wanted:
         path = find_model(name, given)
         if path is None:
-            where = given or " or ".join(str(d / name) for d in models_dirs())
+            where = given or " or ".join(str(d / name) for d in shipped_model_dirs())
             print(f"genpolicy demo: the {label} model was not found ({where}).\n"
                   "  scripts/build_default_models.sh rebuilds every shipped model; or pass --flow-model /\n"
                   "  --obstacle-flow-model / --mse-model (or --no-obstacle / --no-mse).", file=sys.stderr)
