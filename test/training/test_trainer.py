@@ -124,7 +124,7 @@ def test_cli_verbs_each_load_a_module_with_its_options(capsys, tmp_path):
         assert callable(module.add_arguments) and callable(module.run), verb.module
     # An unknown option is an error of that verb, not silently ignored.
     with pytest.raises(SystemExit) as exc:
-        cli.main(["train", "--no-such-option", "x"])
+        cli.main(["train", "--out", str(tmp_path / "o"), "--no-such-option", "x"])
     assert exc.value.code == 2 and "unrecognized arguments: --no-such-option" in capsys.readouterr().err
     # --bag needs a real recording: a missing one is a clear error, not a crash.
     assert cli.main(["train", "--bag", str(tmp_path / "x.mcap"), "--out", str(tmp_path / "o")]) == 1
