@@ -31,9 +31,9 @@ VERBS: List[Verb] = [
     Verb("demo", "closed loop on this machine: sim node + policy node over ROS 2 with the shipped model; "
          "prints success rate, latency and jitter, writes a report", "genpolicy_ros.sim.cli_demo"),
     Verb("collect", "record scripted-expert demonstrations from the simulator as a rosbag2 (MCAP)",
-         "genpolicy_ros.data.cli_collect"),
+         "genpolicy_ros.sim.cli_collect"),
     Verb("train", "train a policy on an episode data set (or bags) into a model directory; resumable; "
-         "torchrun for several processes", "genpolicy_ros.training.cli_train"),
+         "torchrun for several processes", "genpolicy_ros.cli_verbs.train"),
     Verb("eval", "closed-loop evaluation episodes of MODEL: success rate, mode histogram (--json FILE)",
          "genpolicy_ros.sim.cli_eval"),
     Verb("bench", "latency per sampler/steps/backend, executor jitter, seam smoothness of MODEL (--json FILE)",

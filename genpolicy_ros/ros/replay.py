@@ -130,7 +130,7 @@ def load_playback(bag, camera_topics: Sequence[str] = (), max_seconds: Optional[
     """
     from rosbags.rosbag2 import Reader
 
-    from ..data.bags import deserialize_cdr, get_typestore
+    from ..data.bag_io import deserialize_cdr, get_typestore
 
     store = get_typestore()
     with Reader(Path(bag)) as reader:
@@ -239,7 +239,7 @@ def replay_bag(cfg: ReplayConfig) -> ReplayResult:
     from trajectory_msgs.msg import JointTrajectory
 
     from ..core.checkpoint import read_model_config
-    from ..data.bags import BagRecorder
+    from ..data.bag_io import BagRecorder
     from .node_process import default_domain_id
     from geometry_msgs.msg import PointStamped, PoseStamped
 
@@ -403,7 +403,7 @@ def _time_msg(ns: int):
 # --------------------------------------------------------------------------- comparing outputs
 def output_sequences(bag) -> Dict[str, dict]:
     """Per recorded topic: ``values`` (one row per message, flattened positions) and ``stamps``."""
-    from ..data.bags import read_bag_messages
+    from ..data.bag_io import read_bag_messages
 
     seqs: Dict[str, dict] = {}
     for topic, msgtype, _log_time, msg in read_bag_messages(bag):

@@ -165,6 +165,21 @@ class TaskSpec:
         return self.state_vector(obs, self.action_names)
 
     # ------------------------------------------------------------------ training defaults
+    def train_defaults(self, images: bool) -> dict:
+        """Plain values for ``genpolicy train --task``: the meaning of a recording's streams
+        (``data.bag_mapping.infer_bag_mapping``'s ``task_defaults``) and what a model observes."""
+        return {
+            "task": self.name,
+            "action_joints": list(self.action_names),
+            "joint_state_names": list(self.joint_names),
+            "state_inputs": self.state_inputs_config(),
+            "cameras": {c.name: None for c in self.cameras},
+            "dt": self.control_dt,
+            "joint_limits": (list(self.lower_limits), list(self.upper_limits)),
+            "units": dict(self.units),
+            "observation_defaults": self.observation_defaults(images),
+        }
+
     def observation_defaults(self, images: bool) -> dict:
         """``PolicyConfig`` sections for a model trained on this task's recordings.
 

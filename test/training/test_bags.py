@@ -1,4 +1,5 @@
-"""rosbag2 (MCAP) recording, reading and conversion to episodes (data/bags.py, data/cli_collect.py)."""
+"""rosbag2 (MCAP) recording, reading and conversion to episodes (data/bag_io.py, data/bags.py,
+data/bag_mapping.py, sim/cli_collect.py)."""
 import itertools
 import json
 import os
@@ -20,12 +21,11 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
+from genpolicy_ros.data.bag_mapping import bags_to_dataset_dir  # noqa: E402
 from genpolicy_ros.data.bags import (  # noqa: E402
     BagRecorder,
     BagWriter,
     bag_to_episodes,
-    bags_to_dataset_dir,
-    sim_observation_defaults,
     read_bag_messages,
 )
 from genpolicy_ros.data.episodes import EpisodeDataset  # noqa: E402
@@ -306,14 +306,21 @@ def test_genpolicy_collect_two_episodes_converts_to_two_finite_episodes(tmp_path
     statuses = [json.loads(m.data) for *_, m in read_bag_messages(bag, ["/genpolicy_sim/episode"])]
     assert all(s["completed"] for s in statuses)
 
-    out = bags_to_dataset_dir([bag], images=True)
+    assert topics["/target"] == topics["/joint_states"], "the target input is published with every joint state"
+    out = bags_to_dataset_dir([bag], images=True)  # the mapping genpolicy collect recorded in the bag
     ds = EpisodeDataset(out)
     assert len(ds) == 2 and ds.metadata.cameras == {"overhead": [64, 64]}
-    # Every recorded joint is kept; an image model observes the arm and learns the target's
-    # position on the side (auxiliary), it does not get it as input.
+    # The joints and the target input's entries (read from /target) are kept, and the data set
+    # says which entries came from the input and which task recorded it.
     assert ds.metadata.state_names == ["shoulder", "elbow", "target_x", "target_y"]
-    assert sim_observation_defaults(True) == {"observation": {"state_names": ["shoulder", "elbow"]},
-                                              "auxiliary": {"state_names": ["target_x", "target_y"]}}
+    assert ds.metadata.state_inputs == {"target": {"type": "point", "names": ["target_x", "target_y"]}}
+    assert ds.metadata.task == "reach" and ds.metadata.dt == 0.05
+    # An image model of the reach task observes the arm and learns the target's position on
+    # the side (auxiliary), it does not get it as input.
+    from genpolicy_ros.tasks import get_task
+
+    assert get_task("reach").observation_defaults(True) == {
+        "observation": {"state_names": ["shoulder", "elbow"]}, "auxiliary": {"state_names": ["target_x", "target_y"]}}
     for episode, status in zip(ds, statuses):
         n = len(episode)
         assert n == 41, f"2 s at dt 0.05 s should give 41 rows, got {n}"
