@@ -37,7 +37,7 @@ VERBS: List[Verb] = [
     Verb("eval", "closed-loop evaluation episodes of MODEL: success rate, mode histogram (--json FILE)",
          "genpolicy_ros.sim.cli_eval"),
     Verb("bench", "latency per sampler/steps/backend, executor jitter, seam smoothness of MODEL (--json FILE)",
-         "genpolicy_ros.runtime.cli_bench"),
+         "genpolicy_ros.cli_verbs.bench"),
     Verb("export", "export MODEL to ONNX / TensorRT engines in a cache keyed by model hash, GPU, versions, "
          "precision", "genpolicy_ros.runtime.cli_export"),
     Verb("replay", "play a recorded BAG into the policy node with /clock and record what it publishes",

@@ -5,7 +5,7 @@
     env = task.make_env(render=False)
 
 Registered tasks come from the modules of this package: every module (other than
-``spec``, ``plant`` and private ones) that defines ``TASKS`` (a tuple of ``TaskSpec``) adds
+``spec``, ``plant``, ``model_task`` and private ones) that defines ``TASKS`` (a tuple of ``TaskSpec``) adds
 them. Adding a task is one new module here; nothing else is edited. Task modules import
 their simulator lazily (inside the factories), so listing the tasks stays cheap.
 Only the CLI wiring, ``sim/`` and ``tasks/`` import this package (test_no_ros_in_core).
@@ -20,7 +20,7 @@ from typing import Dict, Tuple
 from .spec import CameraSpec, StateInputSpec, TaskDefaults, TaskSpec
 
 DEFAULT_TASK = "reach"
-_NOT_TASK_MODULES = {"spec", "plant"}
+_NOT_TASK_MODULES = {"spec", "plant", "model_task"}
 _registry: Dict[str, TaskSpec] = {}
 _lock = threading.Lock()
 

@@ -115,7 +115,12 @@ def test_seams_on_a_trained_policy_rtc_is_smoother_than_no_blending(trained_dir)
     model_dir, final_loss = trained_dir
     policy = load_model_dir(model_dir)
     modes = ("none", "ensemble", "rtc-hard", "rtc-guided")
-    out = measure_seams(policy, SeamConfig(modes=modes, episodes=2, seconds=2.0, delay_rows=2, seed=0))
+    from genpolicy_ros.tasks import get_task
+    from genpolicy_ros.tasks.plant import TaskPlantFactory
+
+    reach = TaskPlantFactory(get_task("reach"))
+    out = measure_seams(policy, SeamConfig(modes=modes, episodes=2, seconds=2.0, delay_rows=2, seed=0),
+                        task_plant=reach)
     assert out["plant"] == "reach"
     ratios = {m: out["modes"][m]["metric"]["ratio"] for m in modes}
     for mode, v in out["modes"].items():
@@ -128,7 +133,8 @@ def test_seams_on_a_trained_policy_rtc_is_smoother_than_no_blending(trained_dir)
     assert ratios["rtc-hard"] < 2.0 and ratios["rtc-hard"] < ratios["none"], (
         f"seam ratios {ratios} (train loss {final_loss:.3f})")
     # Deterministic on the simulated clock: the same run gives the same numbers.
-    again = measure_seams(policy, SeamConfig(modes=("rtc-hard",), episodes=2, seconds=2.0, delay_rows=2, seed=0))
+    again = measure_seams(policy, SeamConfig(modes=("rtc-hard",), episodes=2, seconds=2.0, delay_rows=2, seed=0),
+                          task_plant=reach)
     assert again["modes"]["rtc-hard"]["metric"]["ratio"] == pytest.approx(ratios["rtc-hard"], rel=1e-9)
 
 
