@@ -247,15 +247,22 @@ def bags_to_dataset_dir(bags: Sequence, out_dir=None, *, mapping: Optional[BagMa
     for bag in bags:
         if not (bag / "metadata.yaml").is_file():
             raise FileNotFoundError(f"{bag}: not a rosbag2 directory (no metadata.yaml)")
-    mapping = mapping or infer_bag_mapping(bags, images=images)
     out = Path(out_dir) if out_dir is not None else bags[0].with_name(bags[0].name + "_dataset")
+    convert_bags(bags, out, mapping or infer_bag_mapping(bags, images=images), **kwargs)
+    return out
+
+
+def convert_bags(bags: Sequence, out_dir, mapping: BagMapping, **kwargs):
+    """:func:`bags_to_dataset_dir` with a given mapping -> the ``EpisodeDataset`` (its
+    ``report``: episodes, rows, skipped episodes, rejected messages, notes)."""
+    out = Path(out_dir)
     if out.exists():
         if any(p for p in out.iterdir() if p.name != METADATA_FILE and not EPISODE_PATTERN.match(p.name)):
             raise FileExistsError(f"{out} holds files other than an episode data set; refusing to replace it")
         for p in out.iterdir():
             p.unlink()
-    bag_to_episodes(bags, out, mapping.action_joints, mapping.state_names, dt=mapping.dt,
-                    action_topic=mapping.action_topic, state_topic=mapping.state_topic, cameras=mapping.cameras,
-                    state_inputs=mapping.state_inputs, joint_limits=mapping.joint_limits, units=mapping.units,
-                    task=mapping.task, exist_ok=True, **kwargs)
-    return out
+    return bag_to_episodes([Path(b) for b in bags], out, mapping.action_joints, mapping.state_names, dt=mapping.dt,
+                           action_topic=mapping.action_topic, state_topic=mapping.state_topic,
+                           cameras=mapping.cameras, state_inputs=mapping.state_inputs,
+                           joint_limits=mapping.joint_limits, units=mapping.units, task=mapping.task, exist_ok=True,
+                           **kwargs)

@@ -65,7 +65,7 @@ def mapping_options(args) -> dict:
 
 def dataset_from_bags(args: argparse.Namespace) -> Path:
     """Convert ``args.bag`` into ``OUT/dataset`` (rank 0; the other ranks wait) and return it."""
-    from ..data.bag_mapping import bags_to_dataset_dir, infer_bag_mapping
+    from ..data.bag_mapping import convert_bags, infer_bag_mapping
     from ..data.episodes import METADATA_FILE
 
     target = Path(args.out) / "dataset"
@@ -81,7 +81,12 @@ def dataset_from_bags(args: argparse.Namespace) -> Path:
         mapping = infer_bag_mapping(args.bag, images=bool(args.images), task_defaults=task_defaults,
                                     **mapping_options(args))
         print(f"genpolicy train: {mapping.describe()}", file=sys.stderr)
-        bags_to_dataset_dir(args.bag, target, mapping=mapping)
+        report = convert_bags(args.bag, target, mapping).report
+        print(f"genpolicy train: {report.episodes_written} episodes, {report.rows} rows -> {target}"
+              + "".join(f"\n  note: {n}" for n in report.notes)
+              + (f"\n  skipped: {report.skipped_episodes}" if report.skipped_episodes else "")
+              + (f"\n  rejected messages: {report.rejected_messages}" if report.rejected_messages else ""),
+              file=sys.stderr)
         done.write_text("ok\n")
         return target
     deadline = time.monotonic() + 600.0

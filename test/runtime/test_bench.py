@@ -5,6 +5,7 @@ reaching task (session fixture, a few seconds), so seams are measured on chunks 
 mean something. The CLI run uses tiny repeats / executor seconds: it checks the JSON
 schema and the plots, not the numbers.
 """
+import dataclasses
 import json
 import math
 
@@ -227,3 +228,24 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
     assert "flow-10" in capsys.readouterr().err
     assert main(["bench", str(tmp_path), "--json", str(tmp_path / "x.json"), "--skip-executor"]) == 2  # no model
     assert "config.json" in capsys.readouterr().err
+
+
+def test_seam_plant_comes_from_the_caller():
+    """runtime/ runs no task itself: without a task plant 'auto' is the synthetic stream and
+    'task' is an error; a plant that does not fit the model is not used by 'auto'."""
+    policy = GenerativePolicy.from_config(_reach_config("flow"))
+    cfg = SeamConfig(modes=("none",), episodes=1, seconds=0.2, delay_rows=1)
+    assert measure_seams(policy, cfg)["plant"] == "synthetic"
+    with pytest.raises(ValueError, match="no task plant"):
+        measure_seams(policy, dataclasses.replace(cfg, plant="task"))
+
+    class Unfit:
+        name = "other"
+
+        def fits(self, model):
+            return False
+
+        def __call__(self, model, seed):
+            raise AssertionError("an unfit plant must not run")
+
+    assert measure_seams(policy, cfg, task_plant=Unfit())["plant"] == "synthetic"

@@ -219,3 +219,15 @@ def test_training_with_an_auxiliary_state_entry_observes_only_the_named_state(tm
     assert chunk.shape == (8, 2) and np.all(np.isfinite(chunk))
     estimate = model.predict_aux_state({"state": torch.zeros(1, 2, 2)})
     assert estimate.shape == (1, 2, 1) and torch.isfinite(estimate).all()
+
+
+def test_a_model_declares_the_inputs_it_observes_and_only_leading_entries():
+    inputs = {"cube": {"type": "pose", "names": ["cx", "cy", "cz"]}, "target": {"type": "point", "names": ["tx"]}}
+    assert cli_train.observed_state_inputs(inputs, ["j", "cx", "cy"]) == {"cube": {"type": "pose", "names": ["cx", "cy"]}}
+    assert cli_train.observed_state_inputs(inputs, ["j"]) == {}
+    with pytest.raises(ValueError, match="must be its first ones"):
+        cli_train.observed_state_inputs(inputs, ["cy", "cz"])  # would map cy to x
+    meta = DatasetMetadata(joint_names=["j"], state_names=["j", "cx", "cy", "cz", "tx"], dt=0.1, state_inputs=inputs)
+    args = argparse.Namespace(T_o=None, T_p=None, T_a=None, dt=None, kind=None, network=None, seed=None)
+    cfg = cli_train.policy_config_from(meta, np.zeros((4, 1)), {"observation": {"state_names": ["j", "tx"]}}, args)
+    assert cfg.observation.state_inputs == {"target": {"type": "point", "names": ["tx"]}}
