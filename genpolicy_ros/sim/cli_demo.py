@@ -93,7 +93,8 @@ def run(args) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    titles = [f"{label}: {path.name}" + (" (obstacle)" if task == "reach_obstacle" else "") for label, path, task in models]
+    titles = [f"{label}: {path.name}" + (" (obstacle)" if task == "reach_obstacle" else "")
+              for label, path, task in models]
     png = plot_trajectories(docs, out / "demo.png", titles=titles)
     (out / "demo.json").write_text(json.dumps({"runs": docs}, indent=2, allow_nan=False))
     print()

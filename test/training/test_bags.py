@@ -398,7 +398,7 @@ def test_a_bag_from_another_robot_converts_with_the_mapping_inferred_from_it(tmp
     mapping = infer_bag_mapping([bag])
     assert mapping.action_topic == "/arm/command" and mapping.action_joints == ("j2", "j1")
     assert mapping.joint_state_names == ("j3", "j1", "j2") and mapping.dt == 0.05
-    names = ["cube_pose_x", "cube_pose_y", "cube_pose_z", "cube_pose_qw", "cube_pose_qx", "cube_pose_qy", "cube_pose_qz"]
+    names = [f"cube_pose_{f}" for f in ("x", "y", "z", "qw", "qx", "qy", "qz")]
     assert mapping.state_inputs == {"cube_pose": {"type": "pose", "names": names}}
     assert mapping.cameras == {} and mapping.task == ""
     text = mapping.describe()

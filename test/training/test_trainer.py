@@ -223,7 +223,8 @@ def test_training_with_an_auxiliary_state_entry_observes_only_the_named_state(tm
 
 def test_a_model_declares_the_inputs_it_observes_and_only_leading_entries():
     inputs = {"cube": {"type": "pose", "names": ["cx", "cy", "cz"]}, "target": {"type": "point", "names": ["tx"]}}
-    assert cli_train.observed_state_inputs(inputs, ["j", "cx", "cy"]) == {"cube": {"type": "pose", "names": ["cx", "cy"]}}
+    observed = cli_train.observed_state_inputs(inputs, ["j", "cx", "cy"])
+    assert observed == {"cube": {"type": "pose", "names": ["cx", "cy"]}}
     assert cli_train.observed_state_inputs(inputs, ["j"]) == {}
     with pytest.raises(ValueError, match="must be its first ones"):
         cli_train.observed_state_inputs(inputs, ["cy", "cz"])  # would map cy to x
