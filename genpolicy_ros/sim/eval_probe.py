@@ -66,7 +66,7 @@ class Evaluator:
         else:
             self._subscribe_commands(Float64MultiArray, topics.FORWARD,
                                      lambda msg: np.asarray(msg.data, dtype=np.float64), qos)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos)
+        self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, qos)
         self.node.create_subscription(JointTrajectory, topics.private(POLICY_NODE, topics.ACTION_CHUNK),
                                       self._on_chunk, qos)
         self.change_state = self.node.create_client(ChangeState, f"/{POLICY_NODE}/change_state")
