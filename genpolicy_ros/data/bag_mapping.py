@@ -120,6 +120,7 @@ def infer_bag_mapping(bags: Sequence, *, images: bool = False, action_topic: Opt
             value, why = inferred()
             sources[key] = f"inferred: {why}"
             return value
+        sources[key] = "not given"
         return None
 
     topic = pick("action_topic", action_topic, lambda: _infer_action_topic(present))
