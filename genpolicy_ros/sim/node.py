@@ -91,9 +91,10 @@ def _json_value(value):
     """``value`` with non-finite floats as None and arrays as lists (the episode JSON)."""
     if isinstance(value, dict):
         return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_json_value(v) for v in np.asarray(value).tolist()] if isinstance(value, np.ndarray) \
-            else [_json_value(v) for v in value]
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):

@@ -380,3 +380,12 @@ def test_task_parameter_picks_the_task_and_obstacle_is_its_older_spelling(ctx):
         node.destroy_node()
     with pytest.raises((ValueError, ParameterException)):
         SimNode(context=ctx, start=False, parameter_overrides=[Parameter("task", value="nope")])
+
+
+def test_episode_json_values_are_plain_and_finite_or_null():
+    from genpolicy_ros.sim.node import _json_value
+
+    doc = _json_value({"success": np.bool_(True), "min_clearance": float("inf"), "target": np.array([0.1, 0.2]),
+                       "stages": {"grasped": np.bool_(False), "t": (np.int64(3), float("nan"))}})
+    assert json.loads(json.dumps(doc, allow_nan=False)) == {
+        "success": True, "min_clearance": None, "target": [0.1, 0.2], "stages": {"grasped": False, "t": [3, None]}}
