@@ -6,8 +6,8 @@ Each verb lives in its own module providing::
     run(args: argparse.Namespace) -> int          # exit status
 
 Only the chosen verb's module is imported (``genpolicy train`` does not pay for the
-simulator). A verb whose module does not exist yet answers
-``genpolicy <verb>: not yet available (coming with the <issue>)`` and exits with 2.
+simulator). Verbs that need a task's knowledge (the simulator, a task's defaults) are wired
+in ``sim/`` or ``cli_verbs/``; the generic layers below them take plain arguments.
 
 Also usable as ``python -m genpolicy_ros.cli`` (what ``torchrun -m`` needs).
 """
@@ -19,55 +19,34 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-NOT_AVAILABLE_STATUS = 2
-
 
 @dataclass(frozen=True)
 class Verb:
     name: str
     help: str
     module: str  # implementation: add_arguments(parser), run(args) -> int
-    issue: str  # named in the "not yet available" message
 
 
 VERBS: List[Verb] = [
     Verb("demo", "closed loop on this machine: sim node + policy node over ROS 2 with the shipped model; "
-         "prints success rate, latency and jitter, writes a report", "genpolicy_ros.sim.cli_demo", "demo issue"),
+         "prints success rate, latency and jitter, writes a report", "genpolicy_ros.sim.cli_demo"),
     Verb("collect", "record scripted-expert demonstrations from the simulator as a rosbag2 (MCAP)",
-         "genpolicy_ros.data.cli_collect", "data collection issue"),
+         "genpolicy_ros.sim.cli_collect"),
     Verb("train", "train a policy on an episode data set (or bags) into a model directory; resumable; "
-         "torchrun for several processes", "genpolicy_ros.training.cli_train", "training issue"),
+         "torchrun for several processes", "genpolicy_ros.cli_verbs.train"),
     Verb("eval", "closed-loop evaluation episodes of MODEL: success rate, mode histogram (--json FILE)",
-         "genpolicy_ros.sim.cli_eval", "evaluation issue"),
+         "genpolicy_ros.sim.cli_eval"),
     Verb("bench", "latency per sampler/steps/backend, executor jitter, seam smoothness of MODEL (--json FILE)",
-         "genpolicy_ros.runtime.cli_bench", "benchmark issue"),
+         "genpolicy_ros.cli_verbs.bench"),
     Verb("export", "export MODEL to ONNX / TensorRT engines in a cache keyed by model hash, GPU, versions, "
-         "precision", "genpolicy_ros.runtime.cli_export", "inference backends issue"),
+         "precision", "genpolicy_ros.runtime.cli_export"),
     Verb("replay", "play a recorded BAG into the policy node with /clock and record what it publishes",
-         "genpolicy_ros.ros.cli_replay", "bag replay issue"),
+         "genpolicy_ros.ros.cli_replay"),
     Verb("node", "run the policy node (same as `ros2 run genpolicy_ros policy_node`)",
-         "genpolicy_ros.ros.cli_node", "policy node issue"),
-    Verb("sim", "run the MuJoCo simulation node", "genpolicy_ros.sim.cli_sim", "simulation issue"),
+         "genpolicy_ros.ros.cli_node"),
+    Verb("sim", "run the MuJoCo simulation node", "genpolicy_ros.sim.cli_sim"),
 ]
 VERBS_BY_NAME = {v.name: v for v in VERBS}
-
-
-def _load(verb: Verb):
-    """The verb's module, or None when it is not built yet (only that module missing)."""
-    try:
-        return importlib.import_module(verb.module)
-    except ModuleNotFoundError as exc:
-        if exc.name and verb.module.startswith(exc.name) and exc.name.startswith("genpolicy_ros"):
-            return None
-        raise
-
-
-def _not_available(verb: Verb):
-    def run(_args) -> int:
-        print(f"genpolicy {verb.name}: not yet available (coming with the {verb.issue})", file=sys.stderr)
-        return NOT_AVAILABLE_STATUS
-
-    return run
 
 
 def build_parser(load_verbs: Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -86,12 +65,9 @@ def build_parser(load_verbs: Sequence[str] = ()) -> argparse.ArgumentParser:
         p = sub.add_parser(verb.name, help=verb.help, description=verb.help)
         if verb.name not in load_verbs:
             continue
-        module = _load(verb)
-        if module is None:  # any arguments are accepted and ignored
-            p.set_defaults(_run=_not_available(verb), _accepts_any=True)
-        else:
-            module.add_arguments(p)
-            p.set_defaults(_run=module.run)
+        module = importlib.import_module(verb.module)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
     return parser
 
 
@@ -101,7 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(load_verbs=[chosen] if chosen in VERBS_BY_NAME else [])
     args, unknown = parser.parse_known_args(argv)
-    if unknown and not getattr(args, "_accepts_any", False):
+    if unknown:
         args._verb_parsers[args.verb].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args._run(args) or 0)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the shipped default models in models/ with the project's own commands:
 #   genpolicy collect  -> rosbag2 (MCAP) demonstrations from the MuJoCo sim over ROS 2
-#   genpolicy train    -> one model directory per config in config/models/
+#   genpolicy train    -> one model directory per config in config/models/ (--task: the task's
+#                         defaults; the model records observation.state_inputs and metadata.task)
 # Usage: scripts/build_default_models.sh [WORK_DIR]   (needs `make install` first; ~1 h on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,12 +24,14 @@ fi
 
 train() {  # name, extra train args...
   local name=$1; shift
-  "$GP" train --bag "$WORK/reach_bag" --config "config/models/$name.yaml" --out "$WORK/$name" --overwrite "$@"
+  "$GP" train --task reach --bag "$WORK/reach_bag" --config "config/models/$name.yaml" --out "$WORK/$name" \
+    --overwrite "$@"
   ship "$name"
 }
 
 train_obstacle() {  # name
-  "$GP" train --data "$WORK/obstacle_data" --config "config/models/$1.yaml" --out "$WORK/$1" --overwrite
+  "$GP" train --task reach_obstacle --data "$WORK/obstacle_data" --config "config/models/$1.yaml" \
+    --out "$WORK/$1" --overwrite
   ship "$1"
 }
 

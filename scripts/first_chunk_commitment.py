@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from genpolicy_ros.core.checkpoint import load_model_dir
+from genpolicy_ros.sim.offline import reach_state
 from genpolicy_ros.sim.reach_env import ReachEnv, ReachTaskConfig, inverse_kinematics
 
 
@@ -24,7 +25,7 @@ def commitment(model_dir: str, starts: int = 50) -> np.ndarray:
     ratios = []
     for s in range(starts):
         obs = env.reset(seed=700 + s)
-        history = np.stack([obs.joint_positions] * policy.config.horizon.T_o).astype(np.float32)  # [T_o, 4]
+        history = np.stack([reach_state(obs)] * policy.config.horizon.T_o).astype(np.float32)  # [T_o, 4]
         chunk = policy.sample_chunk({"state": history}, seed=s)  # [T_p, 2]
         ratios.append(abs(chunk[last, 1]) / abs(inverse_kinematics(env.target, 1)[1]))
     env.close()

@@ -29,6 +29,12 @@ PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 DIFFUSION_SAMPLERS = ("ddim", "ddpm")
 SPACINGS = ("leading", "trailing", "linspace")
 NETWORKS = ("unet1d", "dit")
+#: Non-joint low-dimensional inputs (``ObservationSpec.state_inputs``): message type and the
+#: message fields that an input's names map to, in order (1..len(fields) names).
+STATE_INPUT_TYPES = {
+    "point": ("x", "y", "z"),  # geometry_msgs/PointStamped: point.x, .y, .z
+    "pose": ("x", "y", "z", "qw", "qx", "qy", "qz"),  # geometry_msgs/PoseStamped: position, orientation w, x, y, z
+}
 
 
 class ConfigError(ValueError):
@@ -102,6 +108,36 @@ def _json_dict(obj, attr: str) -> None:
     _set(obj, attr, json.loads(text))  # a private, plain copy (lists instead of tuples)
 
 
+def check_state_inputs(value, state_names, where: str) -> dict:
+    """Validate ``{input_name: {"type": "point"|"pose", "names": [...]}}`` -> a plain copy.
+
+    Each input's names map in order to the fields of its type (:data:`STATE_INPUT_TYPES`);
+    every name must be one of ``state_names`` and belong to one input only. Raises
+    :class:`ConfigError` naming ``where`` and the input.
+    """
+    _need(isinstance(value, Mapping), where, f"must be a dict of input name -> {{type, names}}, got {value!r}")
+    out, owner = {}, {}
+    for name, entry in value.items():
+        at = f"{where}[{name!r}]"
+        _need(isinstance(name, str) and name != "" and not name.startswith("/"), where,
+              f"input names must be non-empty relative topic names, got {name!r}")
+        _need(isinstance(entry, Mapping) and set(entry) == {"type", "names"}, at,
+              f"must be {{\"type\": ..., \"names\": [...]}}, got {entry!r}")
+        kind = entry["type"]
+        _need(kind in STATE_INPUT_TYPES, f"{at}.type", f"must be one of {list(STATE_INPUT_TYPES)}, got {kind!r}")
+        names = entry["names"]
+        fields = STATE_INPUT_TYPES[kind]
+        _need(isinstance(names, (list, tuple)) and 1 <= len(names) <= len(fields), f"{at}.names",
+              f"a {kind} input maps 1..{len(fields)} names to {list(fields)} in order, got {names!r}")
+        for n in names:
+            _need(isinstance(n, str) and n != "", f"{at}.names", f"entries must be non-empty strings, got {n!r}")
+            _need(n in state_names, f"{at}.names", f"{n!r} is not one of the state names {list(state_names)}")
+            _need(n not in owner, f"{at}.names", f"{n!r} is already an entry of input {owner.get(n)!r}")
+            owner[n] = name
+        out[name] = {"type": kind, "names": list(names)}
+    return out
+
+
 # --------------------------------------------------------------------------- specs
 @dataclass(frozen=True)
 class ActionSpec:
@@ -130,23 +166,41 @@ class ActionSpec:
 @dataclass(frozen=True)
 class ObservationSpec:
     """Low-dimensional state entries (in order, at least one: the encoder always has a
-    proprio branch) and cameras (each an RGB image of ``image_size``)."""
+    proprio branch) and cameras (each an RGB image of ``image_size``).
+
+    ``state_inputs``: where state entries that are not joints come from, as
+    ``{input_name: {"type": "point"|"pose", "names": [...]}}`` (:data:`STATE_INPUT_TYPES`):
+    a ``point`` input is a ``geometry_msgs/PointStamped`` whose x, y, z are the names in
+    order (1-3 names), a ``pose`` input a ``geometry_msgs/PoseStamped`` (position x, y, z,
+    orientation qw, qx, qy, qz; 1-7 names). The input's ROS topic is its name (relative,
+    remappable). Every name listed is one of ``state_names``; the state names of no input
+    are read from JointState by name (:attr:`joint_state_names`). Default ``{}``: everything
+    from JointState (the format of older models).
+    """
 
     state_names: tuple
     camera_names: tuple = ()
     image_size: tuple = (96, 96)  # (H, W) of every camera image fed to the encoder
+    state_inputs: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        _names(self, "state_names", allow_empty=False)
+        names = _names(self, "state_names", allow_empty=False)
         _names(self, "camera_names", allow_empty=True)
         size = self.image_size
         _need(isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(s) and s > 0 for s in size),
               "ObservationSpec.image_size", f"must be (H, W) with positive ints, got {size!r}")
         _set(self, "image_size", tuple(size))
+        _set(self, "state_inputs", check_state_inputs(self.state_inputs, names, "ObservationSpec.state_inputs"))
 
     @property
     def state_dim(self) -> int:
         return len(self.state_names)
+
+    @property
+    def joint_state_names(self) -> tuple:
+        """The state entries read from JointState (those of no ``state_inputs`` entry), in order."""
+        from_inputs = {n for entry in self.state_inputs.values() for n in entry["names"]}
+        return tuple(n for n in self.state_names if n not in from_inputs)
 
 
 @dataclass(frozen=True)

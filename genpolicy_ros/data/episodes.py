@@ -18,7 +18,9 @@ Layout (format version 1)::
      "units":        {"timestamp": "s", "action": "rad", "state": "rad"},
      "joint_lower_limits": [...] | null,        # optional, robot units
      "joint_upper_limits": [...] | null,
-     "description":  "free text"}
+     "description":  "free text",
+     "state_inputs": {"target": {"type": "point", "names": ["target_x", "target_y"]}},  # optional
+     "task":         "reach"}                   # optional: the registered task that produced it
 
 Each ``episode_XXXXXX.npz`` (written by ``numpy.savez_compressed``) holds the arrays
 
@@ -82,6 +84,10 @@ class DatasetMetadata:
     joint_lower_limits: Optional[List[float]] = None
     joint_upper_limits: Optional[List[float]] = None
     description: str = ""
+    # State entries that are not joints, by the input (ROS topic) they come from:
+    # {input: {"type": "point"|"pose", "names": [...]}} (core.config.STATE_INPUT_TYPES).
+    state_inputs: Dict[str, dict] = field(default_factory=dict)
+    task: str = ""  # the registered task (genpolicy_ros.tasks) that produced the data, "" = none
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self):
@@ -135,6 +141,14 @@ class DatasetMetadata:
             raise EpisodeFormatError("dataset.json: joint_lower_limits must be <= joint_upper_limits")
         if not isinstance(self.description, str):
             raise EpisodeFormatError("dataset.json: description must be a string")
+        if not isinstance(self.task, str):
+            raise EpisodeFormatError(f"dataset.json: task must be a string, got {self.task!r}")
+        from ..core.config import check_state_inputs  # plain Python: no torch
+
+        try:
+            self.state_inputs = check_state_inputs(self.state_inputs, self.state_names, "dataset.json: state_inputs")
+        except ValueError as exc:
+            raise EpisodeFormatError(str(exc)) from None
         if self.format_version != FORMAT_VERSION:
             raise EpisodeFormatError(
                 f"dataset.json: format_version {self.format_version!r} is not supported "

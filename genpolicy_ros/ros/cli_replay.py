@@ -52,20 +52,10 @@ def _default_out(bag: str, seed: int) -> str:
 
 
 def _model_dir(given: str) -> str:
-    """``--model``, else the node's default model, else the shipped ``models/reach_flow``."""
-    from .policy_node import resolve_model_path
+    """``--model``, else the policy node's default model (the shipped ``reach_flow``)."""
+    from ..model_paths import resolve_model_path
 
-    if given:
-        return given
-    try:
-        return resolve_model_path("")
-    except FileNotFoundError:
-        from ..sim.cli_demo import DEFAULT_FLOW, find_model
-
-        path = find_model(DEFAULT_FLOW, None)
-        if path is None:
-            raise
-        return str(path)
+    return resolve_model_path(given)
 
 
 def run(args) -> int:

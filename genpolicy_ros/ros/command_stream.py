@@ -107,10 +107,13 @@ class _ProbeRobot:
         from trajectory_msgs.msg import JointTrajectory
 
         from ..runtime.rate_loop import RateLoop
+        from . import topics
         from .conversions import array_to_image_msg
+        from .input_messages import MESSAGE_TYPES, input_message
         from .policy_node import FORWARD_TOPIC, TRAJECTORY_TOPIC, camera_topics
         from .qos import command_qos, sensor_qos
 
+        self._input_message = input_message
         self._JointState = JointState
         self._to_image = array_to_image_msg
         self.node = Node("genpolicy_stream_probe", context=context)
@@ -125,12 +128,15 @@ class _ProbeRobot:
         self.commands = 0
         self.nonfinite = 0
         self.diagnostics: Dict[str, str] = {}
-        self._js_pub = self.node.create_publisher(JointState, "joint_states", sensor_qos())
+        self._js_pub = self.node.create_publisher(JointState, topics.JOINT_STATES, sensor_qos())
+        # The model's non-joint inputs (e.g. target) too, with the joint state's stamp (values 0).
+        self._inputs = [(self.node.create_publisher(MESSAGE_TYPES[e["type"]], topics.input_topic(name), sensor_qos()),
+                         e["type"], len(e["names"])) for name, e in model_cfg.observation.state_inputs.items()]
         if cfg.output_mode == "joint_trajectory":
             self._subscribe(JointTrajectory, TRAJECTORY_TOPIC, self._trajectory_positions)
         else:
             self._subscribe(Float64MultiArray, FORWARD_TOPIC, lambda msg: np.asarray(msg.data, dtype=float))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, command_qos())
+        self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, command_qos())
         self._loops = [RateLoop(cfg.robot_rate_hz, self._publish_state, name="probe-joint-states")]
         self._cameras = []
         h, w = model_cfg.observation.image_size
@@ -178,6 +184,8 @@ class _ProbeRobot:
             pos = dict(zip(self.joints, self.position.tolist()))
         msg = self._JointState(name=self.state_names, position=[float(pos.get(n, 0.0)) for n in self.state_names])
         msg.header.stamp = self.node.get_clock().now().to_msg()
+        for pub, kind, count in self._inputs:
+            pub.publish(self._input_message(kind, np.zeros(count), stamp=msg.header.stamp))
         self._js_pub.publish(msg)
 
     def _publish_frames(self, tick) -> None:

@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Iterable, List, Mapping, Sequence
 
 
+def default_domain_id() -> int:
+    """A ROS domain for this process's evaluation or replay (201..230, derived from the pid;
+    away from the test suites' 71..199)."""
+    return 201 + os.getpid() % 30
+
+
 def node_command(params: Mapping[str, object], extra: Iterable[str] = ()) -> List[str]:
     """``python -m genpolicy_ros.cli node [extra] --ros-args -p name:=value ...``.
 

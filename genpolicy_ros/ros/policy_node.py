@@ -66,8 +66,6 @@ one is silent for ``observation_timeout_s``.
 from __future__ import annotations
 
 import math
-import os
-import sys
 import threading
 import time
 from collections import Counter
@@ -85,6 +83,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from genpolicy_ros.model_paths import resolve_model_path
 from genpolicy_ros.runtime.engine import EngineSettings, ModelInfo, PolicyEngine, TickResult
 from genpolicy_ros.runtime.latency import LatencyTracker
 from genpolicy_ros.runtime.observation_buffer import AddStatus
@@ -101,7 +100,6 @@ FORWARD_TOPIC = "forward_position_controller/commands"
 JOINT_STATES_TOPIC = "joint_states"
 ACTION_CHUNK_TOPIC = "~/action_chunk"
 DIAGNOSTICS_TOPIC = "/diagnostics"
-DEFAULT_MODEL_NAME = "reach_flow"  # share/genpolicy_ros/models/<name> when model_path is ""
 _SAMPLERS_OF_KIND = {"flow": ("flow",), "diffusion": ("ddim", "ddpm"), "regression": ()}
 _WARN_THROTTLE_S = 2.0
 
@@ -112,30 +110,6 @@ def camera_topics(camera_names) -> Dict[str, Tuple[str, str]]:
     if len(names) == 1:
         return {names[0]: ("camera/image_raw", "camera/image_raw/compressed")}
     return {c: (f"camera/{c}/image_raw", f"camera/{c}/image_raw/compressed") for c in names}
-
-
-def resolve_model_path(model_path: str) -> str:
-    """``model_path`` as given, or (``""``) the shipped default model: the colcon-installed
-    ``share/genpolicy_ros/models/reach_flow``, the pip-installed one under ``sys.prefix``,
-    or the source tree's ``models/reach_flow``."""
-    if model_path:
-        return os.path.expanduser(model_path)
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(os.path.join(get_package_share_directory("genpolicy_ros"), "models",
-                                       DEFAULT_MODEL_NAME))
-    except Exception:  # noqa: BLE001 - not installed through colcon: use the source tree
-        pass
-    candidates.append(os.path.join(sys.prefix, "share", "genpolicy_ros", "models", DEFAULT_MODEL_NAME))
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates.append(os.path.normpath(os.path.join(here, "..", "..", "models", DEFAULT_MODEL_NAME)))
-    for path in candidates:
-        if os.path.isdir(path):
-            return path
-    raise FileNotFoundError(f"model_path is empty and no shipped default model was found (looked in "
-                            f"{candidates}); set model_path to a model directory")
 
 
 def resolve_device(device: str) -> str:

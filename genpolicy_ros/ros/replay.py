@@ -46,13 +46,14 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from . import topics
+
 NS_PER_S = 1_000_000_000
-STATE_TOPIC = "/joint_states"
-CLOCK_TOPIC = "/clock"
-POLICY_NODE = "genpolicy"
-CHUNK_TOPIC = f"/{POLICY_NODE}/action_chunk"
-COMMAND_TOPICS = {"joint_trajectory": "/joint_trajectory_controller/joint_trajectory",
-                  "forward_command": "/forward_position_controller/commands"}
+STATE_TOPIC = topics.absolute(topics.JOINT_STATES)
+CLOCK_TOPIC = topics.CLOCK
+POLICY_NODE = topics.POLICY_NODE
+CHUNK_TOPIC = topics.private(POLICY_NODE, topics.ACTION_CHUNK)
+COMMAND_TOPICS = {mode: topics.absolute(t) for mode, t in topics.COMMAND_TOPICS.items()}
 REPLAY_METADATA_KEY = "genpolicy_ros.replay"
 
 
@@ -117,16 +118,19 @@ def _stamp_ns(stamp) -> int:
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
-def load_playback(bag, camera_topics: Sequence[str] = (), max_seconds: Optional[float] = None) -> List[tuple]:
+def load_playback(bag, camera_topics: Sequence[str] = (), max_seconds: Optional[float] = None,
+                  input_topics: Sequence[str] = ()) -> List[tuple]:
     """``[(header stamp ns, topic, msgtype, raw CDR bytes)]`` sorted by stamp (stable per topic).
 
     ``camera_topics``: candidate camera topics in order of preference; the first one the bag
     has is played (one transport only: the node uses one per camera anyway).
+    ``input_topics``: the model's non-joint state inputs (PointStamped / PoseStamped); those
+    the bag has are played (an older bag carries them inside JointState instead).
     ``max_seconds``: stop reading once the log time passes the first message + this + 1 s.
     """
     from rosbags.rosbag2 import Reader
 
-    from ..data.bags import deserialize_cdr, get_typestore
+    from ..data.bag_io import deserialize_cdr, get_typestore
 
     store = get_typestore()
     with Reader(Path(bag)) as reader:
@@ -141,6 +145,7 @@ def load_playback(bag, camera_topics: Sequence[str] = (), max_seconds: Optional[
         else:
             if camera_topics:
                 raise ValueError(f"{bag}: the model needs a camera, but none of {list(camera_topics)} is recorded")
+        wanted += [t for t in input_topics if t in present]
         rows = []
         order = 0
         first_log = None
@@ -234,17 +239,21 @@ def replay_bag(cfg: ReplayConfig) -> ReplayResult:
     from trajectory_msgs.msg import JointTrajectory
 
     from ..core.checkpoint import read_model_config
-    from ..data.bags import BagRecorder
-    from ..sim.evaluation import default_domain_id
-    from .policy_node import PolicyNode, camera_topics
+    from ..data.bag_io import BagRecorder
+    from .node_process import default_domain_id
+    from geometry_msgs.msg import PointStamped, PoseStamped
+
+    from .policy_node import PolicyNode
     from .qos import command_qos
 
     model_cfg, _ = read_model_config(cfg.model_dir)
-    cams = camera_topics(model_cfg.observation.camera_names)
+    cams = topics.camera_topics(model_cfg.observation.camera_names)
     candidates = []
     for raw_topic, compressed_topic in cams.values():
-        candidates = ["/" + raw_topic, "/" + compressed_topic]  # one camera (the sim's) supported here
-    playback = load_playback(cfg.bag, candidates, cfg.max_seconds)
+        candidates = [topics.absolute(raw_topic), topics.absolute(compressed_topic)]  # one camera supported here
+    inputs = {topics.absolute(topics.input_topic(name)): PointStamped if entry["type"] == "point" else PoseStamped
+              for name, entry in model_cfg.observation.state_inputs.items()}
+    playback = load_playback(cfg.bag, candidates, cfg.max_seconds, input_topics=list(inputs))
     if not playback:
         raise ValueError(f"{cfg.bag}: no stamped joint states to play")
     period_ns = int(round(NS_PER_S / cfg.control_rate_hz))
@@ -279,7 +288,9 @@ def replay_bag(cfg: ReplayConfig) -> ReplayResult:
         node = PolicyNode(POLICY_NODE, context=context, parameter_overrides=overrides)
         player = Node("genpolicy_replay", context=context, parameter_overrides=[Parameter("use_sim_time", value=True)])
         clock_pub = player.create_publisher(Clock, CLOCK_TOPIC, command_qos())
-        types = {STATE_TOPIC: JointState, "/camera/image_raw": Image, "/camera/image_raw/compressed": CompressedImage}
+        types = {STATE_TOPIC: JointState, **inputs}
+        for raw_topic, compressed_topic in cams.values():
+            types.update({topics.absolute(raw_topic): Image, topics.absolute(compressed_topic): CompressedImage})
         publishers = {topic: player.create_publisher(types[topic], topic, command_qos(depth=100))
                       for topic in {t for _, t, _, _ in playback}}
         out_types = {command_topic: JointTrajectory if cfg.output_mode == "joint_trajectory" else Float64MultiArray,
@@ -298,6 +309,13 @@ def replay_bag(cfg: ReplayConfig) -> ReplayResult:
 
         if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
             raise RuntimeError("configuring the policy node failed (see its log above)")
+        # A recorded input the node does not subscribe to (it reads those names from JointState)
+        # is not played: nothing would take it.
+        unread = {t for t in inputs if t in publishers and node.count_subscribers(t) == 0}
+        if unread:
+            playback = [row for row in playback if row[1] not in unread]
+            for t in unread:
+                player.destroy_publisher(publishers.pop(t))
         # Discovery: our publishers see the node's subscriptions, the recorder sees its outputs.
         _wait(lambda: all(p.get_subscription_count() >= 1 for p in publishers.values())
               and player.count_publishers(CHUNK_TOPIC) >= 1 and node.count_subscribers(CHUNK_TOPIC) >= 1
@@ -385,7 +403,7 @@ def _time_msg(ns: int):
 # --------------------------------------------------------------------------- comparing outputs
 def output_sequences(bag) -> Dict[str, dict]:
     """Per recorded topic: ``values`` (one row per message, flattened positions) and ``stamps``."""
-    from ..data.bags import read_bag_messages
+    from ..data.bag_io import read_bag_messages
 
     seqs: Dict[str, dict] = {}
     for topic, msgtype, _log_time, msg in read_bag_messages(bag):

@@ -58,8 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seam-delay-rows", type=int, default=-1,
                    help="emulated generation latency in chunk rows; -1 = ceil(p99 / dt) of the fastest "
                         "backend for the model's default sampler (default -1)")
-    p.add_argument("--seam-plant", default="auto", choices=("auto", "reach", "synthetic"),
-                   help="closed loop in the reach task, or a synthetic open-loop stream (default auto)")
+    p.add_argument("--seam-plant", default="auto", choices=("auto", "task", "reach", "synthetic"),
+                   help="closed loop in the model's task (task; reach is its older name), or a synthetic "
+                        "open-loop stream (default auto: the task's when it fits the model)")
     p.add_argument("--ros-seconds", type=float, default=20.0,
                    help="seconds of the ROS command-stream measurement: the node in its own process at --rate, "
                         "inter-arrival jitter where the commands are received; 0 skips (default 20)")
@@ -204,7 +205,8 @@ def _run(args, lat_cfg) -> int:
         seam_cfg = SeamConfig(modes=("none", "ensemble", "rtc", f"rtc-{other}"), episodes=args.seam_episodes, seconds=args.seam_seconds, delay_rows=int(rows_delay),
                               rate_hz=args.rate, seed=args.seed, plant=args.seam_plant, settings=engine_settings)
         bar = progress.bar(len(seam_cfg.modes) * seam_cfg.episodes, "seams", "episode")
-        seams = measure_seams(policy, seam_cfg, progress=(lambda: bar.update(1)) if bar else None)
+        seams = measure_seams(policy, seam_cfg, progress=(lambda: bar.update(1)) if bar else None,
+                              task_plant=getattr(args, "task_plant", None))  # given by the CLI wiring
         if bar:
             bar.close()
         settings["seams"] = {"plant": seams["plant"], "delay_rows": seams["delay_rows"], "delay_s": seams["delay_s"],

@@ -18,7 +18,9 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
+
+from ..model_paths import find_shipped_model, shipped_model_dirs
 
 DEFAULT_FLOW = "reach_flow"
 OBSTACLE_FLOW = "obstacle_flow"
@@ -42,58 +44,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
-def models_dirs() -> List[Path]:
-    """Where shipped models live: the installed share directory, then the source tree."""
-    dirs = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        dirs.append(Path(get_package_share_directory("genpolicy_ros")) / "models")
-    except Exception:  # noqa: BLE001 - not installed through colcon
-        pass
-    dirs.append(Path(__file__).resolve().parents[2] / "models")
-    return dirs
-
-
 def find_model(name: str, given: Optional[str]) -> Optional[Path]:
+    """``given`` if it is a model directory, else the shipped model ``name`` (``model_paths``)."""
     if given:
         return Path(given) if (Path(given) / "config.json").is_file() else None
-    for d in models_dirs():
-        if (d / name / "config.json").is_file():
-            return d / name
-    return None
+    return find_shipped_model(name)
 
 
 def run(args) -> int:
     from .evaluation import EvalConfig, check_schema, evaluate
     from .report import format_table, plot_trajectories
 
-    wanted = [("flow", DEFAULT_FLOW, args.flow_model, False)]  # (label, shipped name, --option, obstacle)
+    from ..tasks.model_task import model_task
+
+    wanted = [("flow", DEFAULT_FLOW, args.flow_model, "reach")]  # (label, shipped name, --option, task)
     if not args.no_obstacle:
-        wanted.append(("flow", OBSTACLE_FLOW, args.obstacle_flow_model, True))
+        wanted.append(("flow", OBSTACLE_FLOW, args.obstacle_flow_model, "reach_obstacle"))
         if not args.no_mse:
-            wanted.append(("mse", DEFAULT_MSE, args.mse_model, True))
+            wanted.append(("mse", DEFAULT_MSE, args.mse_model, "reach_obstacle"))
     models = []
-    for label, name, given, obstacle in wanted:
+    for label, name, given, task in wanted:
         path = find_model(name, given)
         if path is None:
-            where = given or " or ".join(str(d / name) for d in models_dirs())
+            where = given or " or ".join(str(d / name) for d in shipped_model_dirs())
             print(f"genpolicy demo: the {label} model was not found ({where}).\n"
                   "  scripts/build_default_models.sh rebuilds every shipped model; or pass --flow-model /\n"
                   "  --obstacle-flow-model / --mse-model (or --no-obstacle / --no-mse).", file=sys.stderr)
             return 1
-        models.append((label, path, obstacle))
+        models.append((label, path, model_task(path) or task))  # the task the model records, if any
 
     t0 = time.monotonic()
     docs = []
     try:
-        for label, path, obstacle in models:
-            task = "the obstacle variant" if obstacle else "the reaching task"
-            print(f"genpolicy demo: {args.episodes} episodes of {task} with {label} model {path} "
+        for label, path, task in models:
+            print(f"genpolicy demo: {args.episodes} episodes of task {task} with {label} model {path} "
                   "(sim + policy node over ROS 2)", file=sys.stderr)
             result = evaluate(EvalConfig(model_dir=str(path), episodes=args.episodes, seed=args.seed,
                                          chunk_blending=args.chunk_blending, domain_id=args.domain_id,
-                                         progress=args.progress, obstacle=obstacle))
+                                         progress=args.progress, task=task))
             doc = result.to_dict()
             problems = check_schema(doc)
             if problems:
@@ -105,7 +93,8 @@ def run(args) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    titles = [f"{label}: {path.name}" + (" (obstacle)" if obstacle else "") for label, path, obstacle in models]
+    titles = [f"{label}: {path.name}" + (" (obstacle)" if task == "reach_obstacle" else "")
+              for label, path, task in models]
     png = plot_trajectories(docs, out / "demo.png", titles=titles)
     (out / "demo.json").write_text(json.dumps({"runs": docs}, indent=2, allow_nan=False))
     print()

@@ -6,7 +6,10 @@
     genpolicy eval models/reach_flow --compare --episodes 50         # MODEL, then the baseline
 
 The sim node and the policy node (a ``genpolicy node`` child process) talk over real
-topics on a ROS domain of their own; see :mod:`genpolicy_ros.sim.evaluation`.
+topics on a ROS domain of their own; see :mod:`genpolicy_ros.sim.evaluation`. The task is
+the one MODEL was trained on (``metadata.task`` of its config.json; ``reach`` for models
+that record none); ``--task`` names it explicitly and must match unless ``--force``
+(``--obstacle`` is the older spelling of ``--task reach_obstacle``).
 ``--policy mse`` evaluates the regression baseline trained on MODEL's data with MODEL's
 network (``--mse-model DIR``, default ``models/reach_mse`` next to MODEL or ``MODEL_mse``;
 trained there with ``genpolicy train --kind regression`` when missing, on ``--data`` or
@@ -41,30 +44,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--action-horizon", type=int, metavar="N",
                    help="T_a: rows executed per chunk (default: the model's); larger tolerates more latency")
     p.add_argument("--control-rate", type=float, default=100.0, metavar="HZ", help="command rate (default 100)")
-    p.add_argument("--episode-s", type=float, default=3.0, metavar="S", help="episode length (default 3 s)")
+    p.add_argument("--episode-s", type=float, default=None, metavar="S",
+                   help="episode length (default: the task's, 3 s for reach)")
     p.add_argument("--rate-factor", type=float, default=1.0, metavar="X",
                    help="simulated seconds per wall second (default 1.0 = real time, the honest setting)")
+    p.add_argument("--task", metavar="NAME",
+                   help="registered task to run (default: the model's metadata.task, else reach); a task other "
+                        "than the model's is an error unless --force")
+    p.add_argument("--force", action="store_true", help="evaluate on --task even if the model was trained on another")
     p.add_argument("--obstacle", action="store_true",
-                   help="the obstacle variant of the task (a post the fingertip must not touch; see "
-                        "genpolicy_ros/sim/reach_env.py), for models trained on its demonstrations")
+                   help="= --task reach_obstacle (the older option; redundant for models that record their task)")
     p.add_argument("--backend", default="auto", help="policy node backend (default auto)")
     p.add_argument("--device", default="auto", help="policy node device (default auto)")
     p.add_argument("--domain-id", type=int, metavar="ID", help="ROS_DOMAIN_ID (default: derived from the pid)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
-def _eval_config(args, model_dir: str):
+def requested_task(args):
+    """``--task``, or ``reach_obstacle`` for ``--obstacle``, or None (the model's own)."""
+    if args.obstacle and args.task not in (None, "reach_obstacle"):
+        raise ValueError(f"--obstacle is --task reach_obstacle; it contradicts --task {args.task}")
+    return args.task or ("reach_obstacle" if args.obstacle else None)
+
+
+def _eval_config(args, model_dir: str, task: str):
     from .evaluation import EvalConfig
 
     return EvalConfig(model_dir=model_dir, episodes=args.episodes, seed=args.seed, sampler=args.sampler,
                       num_steps=args.num_steps, output_mode=args.output_mode, chunk_blending=args.chunk_blending,
-                      control_rate_hz=args.control_rate, action_horizon=args.action_horizon, episode_s=args.episode_s, rate_factor=args.rate_factor,
-                      policy_seed=args.policy_seed, backend=args.backend, device=args.device,
-                      domain_id=args.domain_id, progress=args.progress, obstacle=args.obstacle)
+                      control_rate_hz=args.control_rate, action_horizon=args.action_horizon, episode_s=args.episode_s,
+                      rate_factor=args.rate_factor, policy_seed=args.policy_seed, backend=args.backend,
+                      device=args.device, domain_id=args.domain_id, progress=args.progress, task=task)
 
 
 def _baseline(args) -> str:
-    from .evaluation import default_baseline_dir, ensure_regression_baseline
+    from .eval_baseline import default_baseline_dir, ensure_regression_baseline
 
     out = args.mse_model or str(default_baseline_dir(args.model))
     return ensure_regression_baseline(args.model, out, data=args.data, steps=args.mse_steps,
@@ -75,7 +89,10 @@ def run(args) -> int:
     from .evaluation import evaluate
     from .report import format_table
 
+    from ..tasks.model_task import resolve_eval_task
+
     try:
+        task = resolve_eval_task(args.model, requested_task(args), force=args.force)
         targets = []
         if args.compare or args.policy == "model":
             targets.append(args.model)
@@ -83,7 +100,8 @@ def run(args) -> int:
             targets.append(_baseline(args))
         docs = []
         for model_dir in targets:
-            cfg = _eval_config(args, model_dir)
+            cfg = _eval_config(args, model_dir, resolve_eval_task(model_dir, task, force=args.force))
+            print(f"genpolicy eval: {Path(model_dir).name} on task {cfg.task_name}", file=sys.stderr)
             if model_dir != args.model:  # the baseline has no sampler
                 from dataclasses import replace
 

@@ -1,10 +1,11 @@
-"""``genpolicy sim``: run the MuJoCo reaching sim as a ROS 2 node until Ctrl-C.
+"""``genpolicy sim``: run a registered task's MuJoCo sim as a ROS 2 node until Ctrl-C.
 
 Options map onto the node's parameters (see :mod:`genpolicy_ros.sim.node`); anything after
 ``--ros-args`` goes to rclpy (remappings, ``-p name:=value``, ``--params-file``), and a
 ``-p`` there overrides the option. Example::
 
     genpolicy sim --publish-clock --rate-factor 2 --camera-rate-hz 20
+    genpolicy sim --task reach_obstacle
 """
 from __future__ import annotations
 
@@ -13,18 +14,28 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..tasks import DEFAULT_TASK, task_names
+
+    p.add_argument("--task", default=DEFAULT_TASK, choices=task_names(),
+                   help=f"registered task to simulate (default {DEFAULT_TASK})")
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed*100003+i")
-    p.add_argument("--episode-s", type=float, default=3.0, metavar="S", help="episode length (sim seconds)")
+    p.add_argument("--episode-s", type=float, default=0.0, metavar="S",
+                   help="episode length (sim seconds; default 0 = the task's, 3 s for reach)")
     p.add_argument("--physics-rate-hz", type=float, default=100.0, metavar="HZ",
                    help="loop and joint_states rate in simulated time (default 100)")
     p.add_argument("--camera-rate-hz", type=float, default=10.0, metavar="HZ", help="0 = no camera (default 10)")
-    p.add_argument("--image-size", type=int, nargs=2, default=(96, 96), metavar=("H", "W"))
+    p.add_argument("--image-size", type=int, nargs=2, default=(0, 0), metavar=("H", "W"),
+                   help="camera frame size (default 0 0 = each camera's own, 64x64 for reach: what its image "
+                        "model takes)")
     p.add_argument("--compressed-format", choices=("jpeg", "png"), default="jpeg")
     p.add_argument("--publish-clock", action="store_true", help="publish /clock and stamp with simulated time")
     p.add_argument("--rate-factor", type=float, default=1.0, metavar="X", help="simulated s per wall s")
     p.add_argument("--no-auto-reset", dest="auto_reset", action="store_false",
                    help="hold at the end of an episode until ~/reset is called")
     p.add_argument("--max-episodes", type=int, default=0, metavar="N", help="0 = unlimited")
+    p.add_argument("--no-legacy-target-joints", dest="legacy_target_joints", action="store_false",
+                   help="publish the non-joint inputs (e.g. target) only on their topics, not also as JointState "
+                        "entries")
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
                    help="arguments for rclpy (everything after --ros-args)")
 
@@ -39,6 +50,8 @@ def run(args) -> int:
     from .node import SimNode
 
     overrides = [
+        Parameter("task", value=args.task),
+        Parameter("legacy_target_joints", value=bool(args.legacy_target_joints)),
         Parameter("seed", value=int(args.seed)),
         Parameter("episode_s", value=float(args.episode_s)),
         Parameter("physics_rate_hz", value=float(args.physics_rate_hz)),
@@ -61,8 +74,8 @@ def run(args) -> int:
         executor.add_node(node)
         p = node.params
         node.get_logger().info(
-            f"reach sim: {p.physics_rate_hz:g} Hz physics, camera {p.camera_rate_hz:g} Hz, episode {p.episode_s:g} s, "
-            f"rate x{p.rate_factor:g}, clock {'on' if p.publish_clock else 'off'}")
+            f"{node.task.name} sim: {p.physics_rate_hz:g} Hz physics, camera {p.camera_rate_hz:g} Hz, episode "
+            f"{p.episode_length_s:g} s, rate x{p.rate_factor:g}, clock {'on' if p.publish_clock else 'off'}")
         spin_until_shutdown(executor)
     except (ValueError, ParameterException) as exc:
         print(f"genpolicy sim: {exc}", file=sys.stderr)

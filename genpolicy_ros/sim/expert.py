@@ -84,6 +84,12 @@ class ReachExpert:
     def mode(self) -> str:
         return "elbow_up" if self.elbow_sign > 0 else "elbow_down"
 
+    def follows(self, obs) -> bool:
+        """Whether the observation ``obs`` (a StepResult) can belong to this expert's episode:
+        its target is this expert's (a new target means a new episode)."""
+        target = np.asarray(obs.inputs["target"], dtype=float)  # [2]
+        return bool(np.allclose(target, self.target_xy, atol=1e-9, rtol=0.0))
+
     def action(self, t: float | np.ndarray) -> np.ndarray:
         """Position target [.., 2] at time t (s) since the start of the episode."""
         s = minimum_jerk(np.asarray(t, dtype=float) / self.move_s)[..., None]

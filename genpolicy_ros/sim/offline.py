@@ -16,20 +16,29 @@ import numpy as np
 
 from ..data.episodes import DatasetMetadata, Episode, EpisodeDataset
 from .expert import ReachExpert
-from .reach_env import ALL_JOINTS, ARM_JOINTS, JOINT_LOWER, JOINT_UPPER, ReachEnv, ReachTaskConfig
+from .protocol import state_vector
+from .reach_env import (ARM_JOINTS, JOINT_LOWER, JOINT_UPPER, STATE_INPUTS, STATE_NAMES, TARGET_INPUT, TARGET_NAMES,
+                        ReachEnv, ReachTaskConfig)
 
 CAMERA = "overhead"
+
+
+def reach_state(obs) -> np.ndarray:
+    """The reach task's full state [4] (``STATE_NAMES``: shoulder, elbow, target_x, target_y)."""
+    return state_vector(obs, STATE_NAMES, ARM_JOINTS, STATE_INPUTS)
 
 
 def dataset_metadata(dt: float, with_images: bool, task: ReachTaskConfig) -> DatasetMetadata:
     return DatasetMetadata(
         joint_names=list(ARM_JOINTS),
-        state_names=list(ALL_JOINTS),
+        state_names=list(STATE_NAMES),
         dt=dt,
         cameras={CAMERA: list(task.image_size)} if with_images else {},
         units={"timestamp": "s", "action": "rad", "state": "rad|m"},
         joint_lower_limits=JOINT_LOWER.tolist(),
         joint_upper_limits=JOINT_UPPER.tolist(),
+        state_inputs={TARGET_INPUT: {"type": "point", "names": list(TARGET_NAMES)}},
+        task="reach_obstacle" if task.obstacle else "reach",
         description="genpolicy_ros reach2d: scripted expert, elbow-up/elbow-down chosen at random per episode"
         + (
             f"; obstacle variant (start {task.start_offset_rad} rad beside the target, post r={task.obstacle_size} m "
@@ -87,7 +96,7 @@ def collect_expert_episodes(
             for k in range(steps):
                 command = expert.action(obs.time_s + dt)  # [2]
                 stamps.append(obs.time_s)
-                states.append(obs.joint_positions.astype(np.float32))  # [4]
+                states.append(reach_state(obs).astype(np.float32))  # [4]
                 actions.append(command.astype(np.float32))  # [2]
                 if with_images:
                     images.append(obs.image)  # [H, W, 3] uint8
@@ -150,7 +159,7 @@ def rollout(
         queue: list[np.ndarray] = []
         for _ in range(steps):
             if not queue:
-                state = np.stack([o.joint_positions for o in history[-T_o:]]).astype(np.float32)  # [T_o, 4]
+                state = np.stack([reach_state(o) for o in history[-T_o:]]).astype(np.float32)  # [T_o, 4]
                 observation = {"state": state}
                 if with_images:
                     observation["images"] = {CAMERA: np.stack([o.image for o in history[-T_o:]])}  # [T_o,H,W,3]

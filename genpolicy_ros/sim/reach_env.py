@@ -21,9 +21,12 @@ fingertip is within ``success_radius`` (default 2 cm) of the target. The **mode*
 episode is the sign of the elbow angle at its end: ``elbow_up`` (q_elbow > +0.2 rad),
 ``elbow_down`` (< -0.2 rad), otherwise ``between``.
 
-Joint names (the JointState contract): ``shoulder``, ``elbow`` (actuated) and
-``target_x``, ``target_y`` (the target's position as two passive slide joints, so a
-state-based policy observes it through JointState by name).
+Names (the environment protocol, :mod:`genpolicy_ros.sim.protocol`): the robot's joints
+``shoulder``, ``elbow`` (actuated; ``joint_names`` = ``action_names``) and one non-joint
+input ``target`` with the entries ``target_x``, ``target_y`` (its position in metres; on
+ROS a ``geometry_msgs/PointStamped`` on the topic ``target``). In the MJCF the target is a
+body on two passive slide joints of those names; older recordings carry them as JointState
+entries, which is still what :data:`ALL_JOINTS` names.
 
 **Obstacle variant** (optional, off by default: ``ReachTaskConfig(obstacle=True)``, or
 :func:`obstacle_task` for the measured parameters, which this paragraph quotes). Targets lie
@@ -86,10 +89,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .protocol import StepResult
+
 ASSET = Path(__file__).with_name("assets") / "reach2d.xml"
-ARM_JOINTS = ("shoulder", "elbow")
-TARGET_JOINTS = ("target_x", "target_y")
-ALL_JOINTS = ARM_JOINTS + TARGET_JOINTS
+ARM_JOINTS = ("shoulder", "elbow")  # the robot's joints (JointState) = the commanded joints
+TARGET_INPUT = "target"  # the non-joint input: the target's position (PointStamped)
+TARGET_NAMES = ("target_x", "target_y")  # its named entries (x, y)
+STATE_INPUTS = {TARGET_INPUT: TARGET_NAMES}
+STATE_NAMES = ARM_JOINTS + TARGET_NAMES  # everything a state-based policy observes
+TARGET_JOINTS = TARGET_NAMES  # legacy name: the target as two JointState entries (old bags)
+ALL_JOINTS = STATE_NAMES  # legacy name: every MJCF joint, as the JointState of old bags held them
+CONTROL_DT = 0.05  # seconds per action row of the expert's demonstrations
 LINK_LENGTHS = (0.12, 0.10)  # metres, must match assets/reach2d.xml
 JOINT_LOWER = np.array([-math.pi, -2.6])
 JOINT_UPPER = np.array([math.pi, 2.6])
@@ -241,14 +251,11 @@ def ensure_headless_gl() -> None:
 
 
 @dataclass
-class StepResult:
-    time_s: float
-    joint_positions: np.ndarray  # [4] shoulder, elbow, target_x, target_y
-    joint_velocities: np.ndarray  # [4]
-    fingertip: np.ndarray  # [2]
-    distance: float
-    image: np.ndarray | None = None  # [H, W, 3] uint8 RGB
-    info: dict = field(default_factory=dict)
+class ReachStepResult(StepResult):
+    """:class:`~genpolicy_ros.sim.protocol.StepResult` plus the fingertip (reach task)."""
+
+    fingertip: np.ndarray = field(default_factory=lambda: np.zeros(2))  # [2] m
+    distance: float = math.inf  # fingertip to target (m)
 
 
 class ReachEnv:
@@ -256,8 +263,14 @@ class ReachEnv:
 
     Time is simulated time in seconds from the reset. Commands are absolute position
     targets for [shoulder, elbow] (rad); non-finite commands are refused (ValueError) —
-    a real position controller would also refuse them.
+    a real position controller would also refuse them. Follows the environment protocol
+    (:mod:`genpolicy_ros.sim.protocol`).
     """
+
+    joint_names = ARM_JOINTS
+    action_names = ARM_JOINTS
+    state_inputs = STATE_INPUTS
+    control_dt = CONTROL_DT
 
     def __init__(self, config: ReachTaskConfig | None = None, render: bool = False):
         if render:
@@ -283,6 +296,10 @@ class ReachEnv:
         self.obstacle_xy = None  # [2] post centre while the obstacle is on
         self.collided = False
         self.min_clearance = math.inf
+
+    @property
+    def camera_names(self) -> tuple:
+        return (self.config.camera,)
 
     def _model_with_obstacle(self):
         """The MJCF plus the post: a mocap body moved to its place at every reset; no
@@ -371,20 +388,22 @@ class ReachEnv:
     def arm_positions(self) -> np.ndarray:
         return np.array([self.data.qpos[self._qadr[n]] for n in ARM_JOINTS])
 
-    def observe(self, with_image: bool = True) -> StepResult:
-        qpos = np.array([self.data.qpos[self._qadr[n]] for n in ALL_JOINTS])  # [4]
-        qvel = np.array([self.data.qvel[self._dadr[n]] for n in ALL_JOINTS])  # [4]
-        tip = forward_kinematics(qpos[:2])  # [2]
-        image = self.render() if (with_image and self._renderer is not None) else None
+    def observe(self, with_image: bool = True) -> ReachStepResult:
+        qpos = np.array([self.data.qpos[self._qadr[n]] for n in ARM_JOINTS])  # [2]
+        qvel = np.array([self.data.qvel[self._dadr[n]] for n in ARM_JOINTS])  # [2]
+        target = np.array([self.data.qpos[self._qadr[n]] for n in TARGET_NAMES])  # [2]
+        tip = forward_kinematics(qpos)  # [2]
+        images = {self.config.camera: self.render()} if (with_image and self._renderer is not None) else {}
         info = {"collided": self.collided} if self.config.obstacle else {}
-        return StepResult(
+        return ReachStepResult(
             time_s=self.time,
             joint_positions=qpos,
             joint_velocities=qvel,
+            inputs={TARGET_INPUT: target},
+            images=images,
+            info=info,
             fingertip=tip,
             distance=float(np.linalg.norm(tip - self.target)),
-            image=image,
-            info=info,
         )
 
     def render(self) -> np.ndarray:

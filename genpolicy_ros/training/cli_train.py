@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from .bag_source import add_bag_arguments
 from .config import TrainConfig
 
 #: ``--option`` → TrainConfig field, for options that map one to one.
@@ -57,10 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--data", metavar="DIR", help="episode data set directory (dataset.json + episode_*.npz; "
                      "format in docs/episode_format.md)")
     src.add_argument("--bag", metavar="BAG", action="append",
-                     help="rosbag2 recording(s) of the sim (`genpolicy collect`) to train on; repeatable. "
-                          "Converted by header stamps into an episode data set at OUT/dataset")
+                     help="rosbag2 recording(s) to train on (`genpolicy collect`, or any robot's); repeatable. "
+                          "Converted by header stamps into an episode data set at OUT/dataset; the mapping of "
+                          "its topics (options below, else inferred) is printed")
     src.add_argument("--images", action="store_true",
-                     help="with --bag: include the recorded camera (image+proprio model)")
+                     help="with --bag: include the recorded cameras (image+proprio model)")
+    add_bag_arguments(src)
     src.add_argument("--out", metavar="DIR", required=True,
                      help="output directory: final model dir, checkpoints/, train_log.csv, loss.png")
     src.add_argument("--config", metavar="FILE",
@@ -133,7 +136,9 @@ def policy_config_from(metadata, data_actions, section: dict, args, extra_defaul
     """PolicyConfig from data set metadata + config-file section + CLI options.
 
     ``extra_defaults``: ``observation`` / ``auxiliary`` entries that refine the data set's
-    defaults (e.g. ``data.bags.sim_observation_defaults``); the file's section wins over both."""
+    defaults (a named task's ``observation_defaults``); the file's section wins over both.
+    The observation's ``state_inputs`` are the data set's inputs restricted to the observed
+    state names."""
     import numpy as np
 
     from genpolicy_ros.core.config import FORMAT_VERSION, PolicyConfig
@@ -164,6 +169,10 @@ def policy_config_from(metadata, data_actions, section: dict, args, extra_defaul
             defaults[key] = base
     merged = {**defaults, **section}
     merged.setdefault("format_version", FORMAT_VERSION)
+    observation = dict(merged["observation"])
+    if "state_inputs" not in observation:
+        observation["state_inputs"] = observed_state_inputs(metadata.state_inputs, observation["state_names"])
+        merged["observation"] = observation
     horizon = dict(merged.get("horizon") or {})
     horizon.setdefault("dt", metadata.dt)
     for name in ("T_o", "T_p", "T_a", "dt"):
@@ -181,6 +190,23 @@ def policy_config_from(metadata, data_actions, section: dict, args, extra_defaul
     if args.seed is not None:
         merged["seed"] = args.seed
     return PolicyConfig.from_dict(merged)
+
+
+def observed_state_inputs(inputs: dict, observed) -> dict:
+    """The data set's non-joint inputs that a model observing ``observed`` reads: each input
+    with its observed names, which must be a leading part of its names (they map in order
+    to the message fields)."""
+    out = {}
+    for name, entry in inputs.items():
+        names = [n for n in entry["names"] if n in observed]
+        if not names:
+            continue
+        if names != list(entry["names"][: len(names)]):
+            raise ValueError(f"observation.state_names observe {names} of input {name!r} {entry['names']}: "
+                             "the observed entries of an input must be its first ones (they map to the message "
+                             "fields in order); observe a leading part or set observation.state_inputs")
+        out[name] = {"type": entry["type"], "names": names}
+    return out
 
 
 def train_config_from(section: dict, args) -> TrainConfig:
@@ -209,7 +235,9 @@ def run(args) -> int:
         return 2
     if args.bag:
         try:
-            args.data = str(_dataset_from_bags(args))
+            from .bag_source import dataset_from_bags
+
+            args.data = str(dataset_from_bags(args))
         except (ValueError, FileExistsError, FileNotFoundError, TimeoutError) as exc:
             print(f"genpolicy train: error converting --bag: {exc}", file=sys.stderr)
             return 1
@@ -221,31 +249,6 @@ def run(args) -> int:
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         print(f"genpolicy train: error: {exc}", file=sys.stderr)
         return 1
-
-
-def _dataset_from_bags(args) -> Path:
-    """Convert --bag recordings into OUT/dataset (rank 0 only; other ranks wait for it)."""
-    import os
-    import time
-
-    from genpolicy_ros.data.bags import bags_to_dataset_dir
-    from genpolicy_ros.data.episodes import METADATA_FILE
-
-    target = Path(args.out) / "dataset"
-    done = target / ".converted"
-    if int(os.environ.get("RANK", "0")) == 0:
-        if done.exists():
-            done.unlink()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        bags_to_dataset_dir(args.bag, target, dt=args.dt or 0.05, images=args.images)
-        done.write_text("ok\n")
-        return target
-    deadline = time.monotonic() + 600.0
-    while not (done.exists() and (target / METADATA_FILE).exists()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"rank 0 did not finish converting the bags into {target}")
-        time.sleep(0.5)
-    return target
 
 
 def _run(args) -> int:
@@ -280,11 +283,8 @@ def _run(args) -> int:
             raise FileExistsError(f"{out} already holds a training run: pass --resume to continue it "
                                   "or --overwrite to start afresh")
         file_cfg = load_config_file(args.config) if args.config else {"policy": {}, "train": {}}
-        extra = None
-        if args.bag:  # the sim's recordings: what a policy observes and what it learns on the side
-            from genpolicy_ros.data.bags import sim_observation_defaults
-
-            extra = sim_observation_defaults(args.images)
+        # A named task: what its policies observe and learn on the side (``--task``, the CLI wiring).
+        extra = (getattr(args, "task_defaults", None) or {}).get("observation_defaults")
         data_actions = np.concatenate([ep.action for ep in episodes], axis=0)
         policy_cfg = policy_config_from(metadata, data_actions, file_cfg["policy"], args, extra)
         train_cfg = train_config_from(file_cfg["train"], args)
@@ -300,7 +300,7 @@ def _run(args) -> int:
         policy = GenerativePolicy.from_config(policy_cfg)
         trainer = Trainer(policy, dataset, train_cfg, out, info=info, resume=args.resume,
                           progress=args.progress, dump_weights_dir=args.debug_dump_weights,
-                          extra_metadata={"dataset": str(Path(args.data).resolve()), "windows": len(dataset)})
+                          extra_metadata=_model_metadata(args, metadata, len(dataset)))
         if info.is_main:
             n_params = sum(p.numel() for p in policy.parameters())
             where = f"resuming from {trainer.resumed_from}" if trainer.resumed_from else "fresh start"
@@ -318,6 +318,18 @@ def _run(args) -> int:
     finally:
         distributed.shutdown(info)
     return 130 if result.interrupted else 0
+
+
+def _model_metadata(args, metadata, windows: int) -> dict:
+    """``metadata`` of the model directory: the data set, its windows and the task trained on
+    (``--task``, else the data set's; ``metadata.task``, which ``genpolicy eval`` uses)."""
+    named = (getattr(args, "task_defaults", None) or {}).get("task")
+    if named and metadata.task and named != metadata.task:
+        raise ValueError(f"--task {named}: the data set {args.data} was recorded in task {metadata.task!r}")
+    out = {"dataset": str(Path(args.data).resolve()), "windows": windows}
+    if named or metadata.task:
+        out["task"] = named or metadata.task
+    return out
 
 
 def _defaults_epilog() -> str:

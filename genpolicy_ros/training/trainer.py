@@ -14,7 +14,9 @@ Output directory (only rank 0 writes)::
                                          non-tensor optimiser entries (written last: a
                                          checkpoint without it is incomplete and ignored)
 
-Nothing is pickled: tensors go to safetensors, everything else to JSON. ``resume``
+Checkpoint layout and state (de)serialisation: :mod:`.checkpoint_state`; the CSV log and
+the loss plot: :mod:`.train_log`. Nothing is pickled: tensors go to safetensors, everything
+else to JSON. ``resume``
 continues from the newest complete checkpoint: weights, optimiser moments, EMA, the
 torch/numpy/Python RNG states of every rank and the data order (a pure function of
 seed and step, see :class:`~genpolicy_ros.training.distributed.StepBatchSampler`) are
@@ -30,9 +32,6 @@ One optimiser step ``s`` (0-based)::
 """
 from __future__ import annotations
 
-import csv
-import json
-import math
 import os
 import random
 import shutil
@@ -43,7 +42,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -51,18 +50,26 @@ from safetensors.torch import load_file as _st_load_file
 from safetensors.torch import save_file as _st_save_file
 from torch.utils.data import DataLoader
 
+from .checkpoint_state import (  # noqa: F401  (re-exported: the names' historical home)
+    CHECKPOINT_DIR,
+    STATE_FORMAT_VERSION,
+    TRAINER_STATE,
+    TRAINER_STATE_JSON,
+    atomic_json,
+    checkpoint_name,
+    flatten_optimizer_state,
+    host_rng_state,
+    latest_checkpoint,
+    list_checkpoints,
+    read_trainer_state_json,
+    set_host_rng_state,
+    unflatten_optimizer_state,
+)
 from .config import TrainConfig
 from .distributed import DistInfo, StepBatchSampler, all_gather_tensor, all_reduce_mean, barrier, wrap
 from .ema import EMA
 from .schedule import WarmupCosineSchedule
-
-CHECKPOINT_DIR = "checkpoints"
-TRAINER_STATE = "trainer_state.safetensors"
-TRAINER_STATE_JSON = "trainer_state.json"
-LOG_FILE = "train_log.csv"
-PLOT_FILE = "loss.png"
-LOG_COLUMNS = ("step", "epoch", "loss", "lr", "ema_decay", "elapsed_s")
-STATE_FORMAT_VERSION = 1
+from .train_log import LOG_FILE, PLOT_FILE, append_row, plot_losses, read_losses, restart_log  # noqa: F401
 
 
 @dataclass
@@ -76,124 +83,12 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------- helpers
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:06d}"
-
-
-def list_checkpoints(out_dir) -> List[Tuple[int, Path]]:
-    """Complete checkpoints under ``OUT/checkpoints`` as (step, path), oldest first."""
-    root = Path(out_dir) / CHECKPOINT_DIR
-    found = []
-    if root.is_dir():
-        for p in root.iterdir():
-            if p.name.startswith("step_") and p.name[5:].isdigit() and (p / TRAINER_STATE_JSON).is_file():
-                found.append((int(p.name[5:]), p))
-    return sorted(found)
-
-
-def latest_checkpoint(out_dir) -> Optional[Path]:
-    found = list_checkpoints(out_dir)
-    return found[-1][1] if found else None
-
-
-def read_trainer_state_json(checkpoint: Path) -> dict:
-    path = Path(checkpoint) / TRAINER_STATE_JSON
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: unreadable trainer state ({exc})") from None
-    if state.get("format_version") != STATE_FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported trainer state format_version {state.get('format_version')!r}")
-    return state
-
-
-def flatten_optimizer_state(state_dict: dict) -> Tuple[Dict[str, torch.Tensor], dict]:
-    """Optimiser ``state_dict()`` → (tensors ``optim.<param id>.<key>``, JSON-able rest)."""
-    tensors, scalars = {}, {}
-    for pid, entries in state_dict["state"].items():
-        for key, value in entries.items():
-            if torch.is_tensor(value):
-                tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous().clone()
-            else:
-                scalars[f"{pid}.{key}"] = value
-    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
-
-
-def unflatten_optimizer_state(tensors: Dict[str, torch.Tensor], meta: dict) -> dict:
-    """Inverse of :func:`flatten_optimizer_state`."""
-    state: Dict[int, dict] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            pid, key = name[len("optim."):].split(".", 1)
-            state.setdefault(int(pid), {})[key] = value
-    for name, value in meta["scalars"].items():
-        pid, key = name.split(".", 1)
-        state.setdefault(int(pid), {})[key] = value
-    groups = []
-    for g in meta["param_groups"]:
-        g = dict(g)
-        if isinstance(g.get("betas"), list):
-            g["betas"] = tuple(g["betas"])
-        groups.append(g)
-    return {"state": state, "param_groups": groups}
-
-
-def host_rng_state() -> Tuple[torch.Tensor, torch.Tensor]:
-    """numpy + Python global RNG states as (int64 [1252], float64 [2]) tensors."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    version, py_state, gauss_next = random.getstate()
-    ints = torch.tensor([pos, has_gauss, version, *keys.tolist(), *py_state], dtype=torch.int64)  # [1252]
-    floats = torch.tensor([cached, math.nan if gauss_next is None else gauss_next], dtype=torch.float64)  # [2]
-    return ints, floats
-
-
-def set_host_rng_state(ints: torch.Tensor, floats: torch.Tensor) -> None:
-    vals = ints.tolist()
-    pos, has_gauss, version = vals[0], vals[1], vals[2]
-    keys = np.array(vals[3:3 + 624], dtype=np.uint32)
-    py_state = tuple(vals[3 + 624:])
-    cached, gauss_next = floats.tolist()
-    np.random.set_state(("MT19937", keys, pos, has_gauss, cached))
-    random.setstate((version, py_state, None if math.isnan(gauss_next) else gauss_next))
-
-
 def to_device(batch, device: torch.device):
     if torch.is_tensor(batch):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
     return batch
-
-
-def _atomic_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, allow_nan=False)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def plot_losses(history: List[Tuple[int, float]], path: Path, title: str = "training loss") -> None:
-    """Loss vs step (log y when all positive) with matplotlib's Agg canvas (no global backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    if history:
-        steps, losses = zip(*history)
-        ax.plot(steps, losses, lw=1.2)
-        if all(v > 0 for v in losses):
-            ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_name(".tmp_" + path.name)
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
 
 
 class _StopRequest:
@@ -313,7 +208,7 @@ class Trainer:
             torch.manual_seed(seed)
             np.random.seed(seed % 2**32)
             random.seed(seed)
-        self.history = [(s, l) for s, l in self._read_log() if s <= self.step]
+        self.history = [(s, l) for s, l in read_losses(self.out_dir) if s <= self.step]
 
     # ------------------------------------------------------------------ loop
     def train(self, stop_after: Optional[int] = None) -> TrainResult:
@@ -326,7 +221,7 @@ class Trainer:
         target = c.steps if stop_after is None else min(int(stop_after), c.steps)
         if self.info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._rewrite_log()
+            restart_log(self.out_dir, self.step if self.resumed_from is not None else None)
         sampler = StepBatchSampler(len(self.dataset), c.batch_size, c.seed, self.info, start_step=self.step)
         loader = DataLoader(
             self.dataset,
@@ -411,29 +306,8 @@ class Trainer:
     # ------------------------------------------------------------------ logging
     def _log(self, step, epoch, loss, lr, decay, elapsed) -> None:
         self.history.append((step, loss))
-        if not self.info.is_main:
-            return
-        with open(self.out_dir / LOG_FILE, "a", newline="") as fh:
-            csv.writer(fh).writerow([step, epoch, repr(loss), repr(lr), repr(decay), f"{elapsed:.3f}"])
-
-    def _read_log(self) -> List[Tuple[int, float]]:
-        path = self.out_dir / LOG_FILE
-        if not path.is_file():
-            return []
-        with open(path, newline="") as fh:
-            return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(fh)]
-
-    def _rewrite_log(self) -> None:
-        """Start the CSV afresh, or keep only rows up to the resumed step."""
-        path = self.out_dir / LOG_FILE
-        rows = []
-        if self.resumed_from is not None and path.is_file():
-            with open(path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= self.step]
-        with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
+        if self.info.is_main:
+            append_row(self.out_dir, [step, epoch, repr(loss), repr(lr), repr(decay), f"{elapsed:.3f}"])
 
     # ------------------------------------------------------------------ saving
     def _inference_model(self):
@@ -470,7 +344,7 @@ class Trainer:
             save_model_dir(self._inference_model(), tmp, extra_metadata=self._metadata())
             _st_save_file(tensors, str(tmp / TRAINER_STATE), metadata={"format": "pt"})
             policy_cfg = getattr(self.policy, "config", None)
-            _atomic_json(tmp / TRAINER_STATE_JSON, {
+            atomic_json(tmp / TRAINER_STATE_JSON, {
                 "format_version": STATE_FORMAT_VERSION,
                 "step": self.step,
                 "world_size": self.info.world_size,

@@ -1,7 +1,9 @@
 """core/ and runtime/ never import ROS (architecture.md: "A test should fail if anything under
-core/ or runtime/ imports rclpy").
+core/ or runtime/ imports rclpy"), and the generic layers never import a robot or task:
+nothing in core/, runtime/, data/, training/, ros/ imports sim/ or tasks/ (they take plain
+arguments: names, limits, callbacks; only sim/, tasks/ and the CLI wiring know tasks).
 
-Two independent checks:
+Two independent checks for each rule:
 1. static: every ``import``/``from … import`` and every ``importlib.import_module("…")`` /
    ``__import__("…")`` with a literal name in the source is checked against the ROS names;
 2. dynamic: each module is imported in a fresh interpreter whose ``sys.meta_path`` starts
@@ -169,3 +171,126 @@ def test_hook_catches_a_ros_import_wrapped_in_try(tmp_path, monkeypatch):
     assert [a["module"] for a in report["attempts"]] == ["rclpy"], report
     assert "sneaky_pkg" in report["attempts"][0]["importer"], report
     assert not report["errors"]
+
+
+# --------------------------------------------------------------------------- no task in the generic layers
+LAYER_PACKAGES = ("genpolicy_ros/core", "genpolicy_ros/runtime", "genpolicy_ros/data", "genpolicy_ros/training",
+                  "genpolicy_ros/ros")
+TASK_PACKAGES = ("genpolicy_ros.sim", "genpolicy_ros.tasks")
+
+
+def is_task_module(name: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in TASK_PACKAGES)
+
+
+def layer_files():
+    for package in LAYER_PACKAGES:
+        for folder, _, files in os.walk(os.path.join(ROOT, package)):
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    yield os.path.join(folder, name)
+
+
+def imported_modules(source: str, module: str, is_package: bool = False):
+    """[(line, absolute module name)] of every import in ``source`` (relative ones resolved
+    against ``module``, the dotted name of the file; ``from . import x`` also yields ``pkg.x``)."""
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.append((node.lineno, target))
+            found += [(node.lineno, f"{target}.{alias.name}") for alias in node.names]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            callee = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if callee in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def test_task_import_scanner_resolves_relative_imports():
+    bad = textwrap.dedent("""
+        from ..sim.reach_env import ARM_JOINTS
+        from .. import tasks
+        import genpolicy_ros.tasks.reach
+        def f():
+            from ..sim import node
+            return importlib.import_module("genpolicy_ros.sim.expert")
+        from ..core.config import PolicyConfig
+        from . import bags
+    """)
+    found = [m for _, m in imported_modules(bad, "genpolicy_ros.data.bags") if is_task_module(m)]
+    assert sorted(found) == sorted(["genpolicy_ros.sim.reach_env", "genpolicy_ros.sim.reach_env.ARM_JOINTS",
+                                    "genpolicy_ros.tasks", "genpolicy_ros.tasks.reach", "genpolicy_ros.sim",
+                                    "genpolicy_ros.sim.node", "genpolicy_ros.sim.expert"]), found
+    # A package's __init__ resolves "." to itself.
+    assert ("genpolicy_ros.ros.topics" in
+            [m for _, m in imported_modules("from .topics import JOINT_STATES", "genpolicy_ros.ros", True)])
+
+
+def _dotted(path: str):
+    rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+    is_package = rel.endswith(".__init__")
+    return (rel[: -len(".__init__")] if is_package else rel), is_package
+
+
+def test_no_sim_or_task_import_in_the_generic_layers_source():
+    files = list(layer_files())
+    assert len(files) >= 20, f"expected the generic layers' modules, found {len(files)}"
+    offenders = []
+    for path in files:
+        module, is_package = _dotted(path)
+        with open(path, encoding="utf-8") as f:
+            for line, name in imported_modules(f.read(), module, is_package):
+                if is_task_module(name):
+                    offenders.append(f"{os.path.relpath(path, ROOT)}:{line} imports {name}")
+    assert not offenders, "generic layers import a task or the simulator:\n" + "\n".join(offenders)
+
+
+_TASK_CHILD = textwrap.dedent(r"""
+    import importlib, importlib.abc, json, sys, traceback
+    forbidden = tuple(json.loads(sys.argv[1])); modules = json.loads(sys.argv[2])
+    attempts = []
+
+    class RefuseTasks(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if any(name == p or name.startswith(p + ".") for p in forbidden):
+                who = [f"{f.filename}:{f.lineno}" for f in traceback.extract_stack()[:-1]
+                       if not f.filename.startswith("<")]
+                attempts.append({"module": name, "importer": who[-1] if who else "?"})
+                raise ImportError(f"task import {name!r} refused in a generic layer")
+            return None
+
+    sys.meta_path.insert(0, RefuseTasks())
+    errors = {}
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except BaseException as exc:
+            errors[module] = f"{type(exc).__name__}: {exc}"
+    print(json.dumps({"attempts": attempts, "errors": errors}))
+""")
+
+
+def test_importing_the_generic_layers_never_imports_a_task():
+    pytest.importorskip("rclpy")  # ros/ modules import it
+    modules = [_dotted(p)[0] for p in layer_files()]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", _TASK_CHILD, json.dumps(TASK_PACKAGES), json.dumps(modules)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not report["attempts"], f"a task or the simulator imported by a generic layer: {report['attempts']}"
+    assert not report["errors"], f"generic-layer modules failed to import: {report['errors']}"
+    probe = subprocess.run([sys.executable, "-c", _TASK_CHILD, json.dumps(TASK_PACKAGES),
+                            json.dumps(["genpolicy_ros.sim.reach_env"])],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert json.loads(probe.stdout.strip().splitlines()[-1])["attempts"], "the import hook is not active"

@@ -18,6 +18,7 @@ ensure_headless_gl()  # before the first `import mujoco`
 pytest.importorskip("mujoco")
 
 from builtin_interfaces.msg import Duration, Time  # noqa: E402
+from geometry_msgs.msg import PointStamped  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
@@ -50,8 +51,10 @@ class Harness:
         self.sim = SimNode(context=ctx, start=False, parameter_overrides=overrides)
         self.probe = Node("probe", context=ctx)
         self.states, self.images, self.compressed, self.clocks, self.episodes = [], [], [], [], []
+        self.targets = []
         qos = command_qos(depth=100)
         self.probe.create_subscription(JointState, "joint_states", self.states.append, qos)
+        self.probe.create_subscription(PointStamped, "target", self.targets.append, qos)
         self.probe.create_subscription(Image, "camera/image_raw", self.images.append, qos)
         self.probe.create_subscription(CompressedImage, "camera/image_raw/compressed", self.compressed.append, qos)
         self.probe.create_subscription(Clock, "/clock", self.clocks.append, qos)
@@ -331,3 +334,58 @@ def test_out_of_range_parameter_override_fails_at_construction(ctx):
 
     with pytest.raises(InvalidParameterValueException):
         SimNode(context=ctx, start=False, parameter_overrides=[Parameter("rate_factor", value=1000.0)])
+
+
+def test_the_target_is_a_point_input_with_the_joint_state_stamp(harness_factory):
+    """The target (a non-joint input) is published as PointStamped on `target`, once per tick
+    with the joint state's stamp; with legacy_target_joints (default) also inside JointState."""
+    h = harness_factory(publish_clock=True, rate_factor=3.0, camera_rate_hz=0.0, episode_s=1.0, max_episodes=1)
+    h.spin_until(lambda: h.episodes, timeout_s=30.0, what="the episode's status")
+    h.spin_sim_time(0.05)
+    by_stamp = {_ns(m.header.stamp): m for m in h.states}
+    targets = {_ns(m.header.stamp): m for m in h.targets}
+    common = set(by_stamp) & set(targets)
+    assert len(common) >= 0.9 * len(by_stamp), "the target is not published with every joint state"
+    for stamp in sorted(common)[:50]:
+        js, point = by_stamp[stamp], targets[stamp]
+        assert list(js.name) == ["shoulder", "elbow", "target_x", "target_y"]
+        assert (point.point.x, point.point.y, point.point.z) == (js.position[2], js.position[3], 0.0)
+    status = h.episodes[0]
+    assert status["task"] == "reach" and status["target"] == pytest.approx(list(h.states[0].position[2:]))
+    assert {"success", "final_distance", "mode"} <= set(status)
+
+
+def test_without_legacy_target_joints_joint_state_holds_the_robot_joints_only(harness_factory):
+    h = harness_factory(publish_clock=True, rate_factor=3.0, camera_rate_hz=0.0, episode_s=60.0,
+                        legacy_target_joints=False)
+    h.spin_sim_time(0.1)
+    h.spin_until(lambda: h.targets, what="a target")
+    assert list(h.states[-1].name) == ["shoulder", "elbow"] and len(h.states[-1].velocity) == 2
+
+
+def test_task_parameter_picks_the_task_and_obstacle_is_its_older_spelling(ctx):
+    from rclpy.exceptions import ParameterException
+
+    from genpolicy_ros.sim.node import SimParams
+
+    assert SimParams(task="reach_obstacle").task_spec().name == "reach_obstacle"
+    assert SimParams(obstacle=True).task_spec().name == "reach_obstacle"
+    assert SimParams().task_spec().name == "reach" and SimParams().episode_length_s == 3.0
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        SimParams(task="nope")
+    node = SimNode(context=ctx, start=False, parameter_overrides=[Parameter("task", value="reach_obstacle")])
+    try:
+        assert node.task.name == "reach_obstacle" and node.params.task_spec().name == "reach_obstacle"
+    finally:
+        node.destroy_node()
+    with pytest.raises((ValueError, ParameterException)):
+        SimNode(context=ctx, start=False, parameter_overrides=[Parameter("task", value="nope")])
+
+
+def test_episode_json_values_are_plain_and_finite_or_null():
+    from genpolicy_ros.sim.node import _json_value
+
+    doc = _json_value({"success": np.bool_(True), "min_clearance": float("inf"), "target": np.array([0.1, 0.2]),
+                       "stages": {"grasped": np.bool_(False), "t": (np.int64(3), float("nan"))}})
+    assert json.loads(json.dumps(doc, allow_nan=False)) == {
+        "success": True, "min_clearance": None, "target": [0.1, 0.2], "stages": {"grasped": False, "t": [3, None]}}

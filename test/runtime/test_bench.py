@@ -5,6 +5,7 @@ reaching task (session fixture, a few seconds), so seams are measured on chunks 
 mean something. The CLI run uses tiny repeats / executor seconds: it checks the JSON
 schema and the plots, not the numbers.
 """
+import dataclasses
 import json
 import math
 
@@ -115,7 +116,12 @@ def test_seams_on_a_trained_policy_rtc_is_smoother_than_no_blending(trained_dir)
     model_dir, final_loss = trained_dir
     policy = load_model_dir(model_dir)
     modes = ("none", "ensemble", "rtc-hard", "rtc-guided")
-    out = measure_seams(policy, SeamConfig(modes=modes, episodes=2, seconds=2.0, delay_rows=2, seed=0))
+    from genpolicy_ros.tasks import get_task
+    from genpolicy_ros.tasks.plant import TaskPlantFactory
+
+    reach = TaskPlantFactory(get_task("reach"))
+    out = measure_seams(policy, SeamConfig(modes=modes, episodes=2, seconds=2.0, delay_rows=2, seed=0),
+                        task_plant=reach)
     assert out["plant"] == "reach"
     ratios = {m: out["modes"][m]["metric"]["ratio"] for m in modes}
     for mode, v in out["modes"].items():
@@ -128,7 +134,8 @@ def test_seams_on_a_trained_policy_rtc_is_smoother_than_no_blending(trained_dir)
     assert ratios["rtc-hard"] < 2.0 and ratios["rtc-hard"] < ratios["none"], (
         f"seam ratios {ratios} (train loss {final_loss:.3f})")
     # Deterministic on the simulated clock: the same run gives the same numbers.
-    again = measure_seams(policy, SeamConfig(modes=("rtc-hard",), episodes=2, seconds=2.0, delay_rows=2, seed=0))
+    again = measure_seams(policy, SeamConfig(modes=("rtc-hard",), episodes=2, seconds=2.0, delay_rows=2, seed=0),
+                          task_plant=reach)
     assert again["modes"]["rtc-hard"]["metric"]["ratio"] == pytest.approx(ratios["rtc-hard"], rel=1e-9)
 
 
@@ -221,3 +228,24 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
     assert "flow-10" in capsys.readouterr().err
     assert main(["bench", str(tmp_path), "--json", str(tmp_path / "x.json"), "--skip-executor"]) == 2  # no model
     assert "config.json" in capsys.readouterr().err
+
+
+def test_seam_plant_comes_from_the_caller():
+    """runtime/ runs no task itself: without a task plant 'auto' is the synthetic stream and
+    'task' is an error; a plant that does not fit the model is not used by 'auto'."""
+    policy = GenerativePolicy.from_config(_reach_config("flow"))
+    cfg = SeamConfig(modes=("none",), episodes=1, seconds=0.2, delay_rows=1)
+    assert measure_seams(policy, cfg)["plant"] == "synthetic"
+    with pytest.raises(ValueError, match="no task plant"):
+        measure_seams(policy, dataclasses.replace(cfg, plant="task"))
+
+    class Unfit:
+        name = "other"
+
+        def fits(self, model):
+            return False
+
+        def __call__(self, model, seed):
+            raise AssertionError("an unfit plant must not run")
+
+    assert measure_seams(policy, cfg, task_plant=Unfit())["plant"] == "synthetic"

@@ -1,4 +1,5 @@
-"""rosbag2 (MCAP) recording, reading and conversion to episodes (data/bags.py, data/cli_collect.py)."""
+"""rosbag2 (MCAP) recording, reading and conversion to episodes (data/bag_io.py, data/bags.py,
+data/bag_mapping.py, sim/cli_collect.py)."""
 import itertools
 import json
 import os
@@ -20,12 +21,11 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
+from genpolicy_ros.data.bag_mapping import bags_to_dataset_dir  # noqa: E402
 from genpolicy_ros.data.bags import (  # noqa: E402
     BagRecorder,
     BagWriter,
     bag_to_episodes,
-    bags_to_dataset_dir,
-    sim_observation_defaults,
     read_bag_messages,
 )
 from genpolicy_ros.data.episodes import EpisodeDataset  # noqa: E402
@@ -306,14 +306,21 @@ def test_genpolicy_collect_two_episodes_converts_to_two_finite_episodes(tmp_path
     statuses = [json.loads(m.data) for *_, m in read_bag_messages(bag, ["/genpolicy_sim/episode"])]
     assert all(s["completed"] for s in statuses)
 
-    out = bags_to_dataset_dir([bag], images=True)
+    assert topics["/target"] == topics["/joint_states"], "the target input is published with every joint state"
+    out = bags_to_dataset_dir([bag], images=True)  # the mapping genpolicy collect recorded in the bag
     ds = EpisodeDataset(out)
     assert len(ds) == 2 and ds.metadata.cameras == {"overhead": [64, 64]}
-    # Every recorded joint is kept; an image model observes the arm and learns the target's
-    # position on the side (auxiliary), it does not get it as input.
+    # The joints and the target input's entries (read from /target) are kept, and the data set
+    # says which entries came from the input and which task recorded it.
     assert ds.metadata.state_names == ["shoulder", "elbow", "target_x", "target_y"]
-    assert sim_observation_defaults(True) == {"observation": {"state_names": ["shoulder", "elbow"]},
-                                              "auxiliary": {"state_names": ["target_x", "target_y"]}}
+    assert ds.metadata.state_inputs == {"target": {"type": "point", "names": ["target_x", "target_y"]}}
+    assert ds.metadata.task == "reach" and ds.metadata.dt == 0.05
+    # An image model of the reach task observes the arm and learns the target's position on
+    # the side (auxiliary), it does not get it as input.
+    from genpolicy_ros.tasks import get_task
+
+    assert get_task("reach").observation_defaults(True) == {
+        "observation": {"state_names": ["shoulder", "elbow"]}, "auxiliary": {"state_names": ["target_x", "target_y"]}}
     for episode, status in zip(ds, statuses):
         n = len(episode)
         assert n == 41, f"2 s at dt 0.05 s should give 41 rows, got {n}"
@@ -348,3 +355,113 @@ def test_bag_writer_output_passes_the_strict_rosbags_deserializer(tmp_path):
     assert list(decoded.position) == [1.0, 2.0] and _ns(decoded.header.stamp) == 5 * NS + 1
     assert deserialize_message(bytes(raw), JointState) == msg
     assert len(raw) <= len(serialize_message(msg))
+
+
+# --------------------------------------------------------------------------- any robot's bag
+def _other_robot_bag(path, seconds=3.0, command="trajectory"):
+    """A robot that is not the sim: joints j1..j3, a cube pose on /cube_pose, commands for j1, j2
+    on a non-standard topic at 20 Hz, states at 100 Hz, no episode messages."""
+    from geometry_msgs.msg import PoseStamped
+
+    T = 50 * NS
+    with BagWriter(path) as bag:
+        bag.add_topic("/joint_states", JointState)
+        bag.add_topic("/cube_pose", PoseStamped)
+        topic = "/arm/command"
+        bag.add_topic(topic, JointTrajectory if command == "trajectory" else Float64MultiArray)
+        for i in range(int(seconds * 100)):
+            stamp = T + i * 10_000_000
+            js = JointState(name=["j3", "j1", "j2"], position=[0.3, 0.01 * i, -0.01 * i])
+            js.header.stamp = _time(stamp)
+            bag.write("/joint_states", js, stamp + 1_000_000)
+            pose = PoseStamped()
+            pose.header.stamp = _time(stamp)
+            pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = 0.5, 0.001 * i, 0.02
+            pose.pose.orientation.w = 1.0
+            bag.write("/cube_pose", pose, stamp + 2_000_000)
+            if i % 5 == 0:
+                if command == "trajectory":
+                    cmd = JointTrajectory(joint_names=["j2", "j1"])
+                    cmd.header.stamp = _time(stamp)
+                    cmd.points = [JointTrajectoryPoint(positions=[-0.01 * i - 0.05, 0.01 * i + 0.05],
+                                                       time_from_start=Duration(nanosec=50_000_000))]
+                else:
+                    cmd = Float64MultiArray(data=[0.01 * i + 0.05, -0.01 * i - 0.05])
+                bag.write(topic, cmd, stamp + 3_000_000)
+    return path
+
+
+def test_a_bag_from_another_robot_converts_with_the_mapping_inferred_from_it(tmp_path):
+    from genpolicy_ros.data.bag_mapping import infer_bag_mapping
+
+    bag = _other_robot_bag(tmp_path / "robot")
+    mapping = infer_bag_mapping([bag])
+    assert mapping.action_topic == "/arm/command" and mapping.action_joints == ("j2", "j1")
+    assert mapping.joint_state_names == ("j3", "j1", "j2") and mapping.dt == 0.05
+    names = [f"cube_pose_{f}" for f in ("x", "y", "z", "qw", "qx", "qy", "qz")]
+    assert mapping.state_inputs == {"cube_pose": {"type": "pose", "names": names}}
+    assert mapping.cameras == {} and mapping.task == ""
+    text = mapping.describe()
+    assert "inferred: the only JointTrajectory topic" in text and "median period" in text, text
+    ds = EpisodeDataset(bags_to_dataset_dir([bag], tmp_path / "ds", mapping=mapping))
+    (ep,) = list(ds)
+    assert ds.metadata.state_names == ["j3", "j1", "j2", *names]
+    assert ds.metadata.state_inputs == mapping.state_inputs and ds.metadata.dt == 0.05
+    # Row k at 50 + 0.05 k s: state i = 5 k, the cube at y = 0.001 i, the command of that stamp.
+    k = np.arange(len(ep))
+    np.testing.assert_allclose(ep.state[:, 1], 0.05 * k, atol=1e-6)
+    np.testing.assert_allclose(ep.state[:, 4], 0.005 * k, atol=1e-6)
+    np.testing.assert_allclose(ep.state[:, [3, 5, 6]], [[0.5, 0.02, 1.0]] * len(ep), atol=1e-6)
+    np.testing.assert_allclose(ep.action, np.stack([-0.05 * k - 0.05, 0.05 * k + 0.05], 1), atol=1e-6)
+
+    # A Float64MultiArray command names no joints: say which, or the conversion refuses.
+    forward = _other_robot_bag(tmp_path / "forward", command="forward")
+    with pytest.raises(ValueError, match="--action-joints"):
+        infer_bag_mapping([forward])
+    assert infer_bag_mapping([forward], action_joints=["j1", "j2"]).sources["action_joints"] == "option"
+
+
+def test_genpolicy_train_on_another_robots_bag_prints_the_mapping_and_records_the_inputs(tmp_path, capsys):
+    from genpolicy_ros.cli import main
+    from genpolicy_ros.core.checkpoint import read_model_config
+
+    bag = _other_robot_bag(tmp_path / "robot")
+    out = tmp_path / "model"
+    rc = main(["train", "--bag", str(bag), "--out", str(out), "--steps", "2", "--batch-size", "4", "--T-p", "4",
+               "--T-a", "2", "--no-progress", "--state-joints", "j1,j2", "--state-input", "cube_pose=pose:cx,cy"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "state joints   j1, j2  (option)" in err and "cube_pose (pose /cube_pose): cx, cy  (option)" in err, err
+    cfg, doc = read_model_config(out)
+    assert cfg.observation.state_names == ("j1", "j2", "cx", "cy")
+    assert cfg.observation.state_inputs == {"cube_pose": {"type": "pose", "names": ["cx", "cy"]}}
+    assert cfg.action.joint_names == ("j2", "j1") and cfg.horizon.dt == 0.05
+    assert "task" not in doc["metadata"], "no task was named or recorded"
+
+
+def test_an_older_bag_with_the_target_in_joint_state_still_converts(tmp_path):
+    """Before the target had its own topic the sim published it as JointState entries: with
+    the reach task's defaults those names are read from JointState."""
+    from genpolicy_ros.data.bag_mapping import infer_bag_mapping
+    from genpolicy_ros.tasks import get_task
+
+    path = tmp_path / "old"
+    T = 10 * NS
+    with BagWriter(path) as bag:
+        bag.add_topic("/joint_states", JointState)
+        bag.add_topic("/joint_trajectory_controller/joint_trajectory", JointTrajectory)
+        for i in range(20):
+            stamp = T + i * 50_000_000
+            bag.write("/joint_states", _state(stamp, float(i), 0.0), stamp)
+            bag.write("/joint_trajectory_controller/joint_trajectory", _command(stamp, 100.0 + i, -1.0), stamp + 1)
+    mapping = infer_bag_mapping([path], task_defaults=get_task("reach").train_defaults(images=False))
+    assert mapping.sources["state_inputs"] == "task reach" and mapping.task == "reach"
+    from genpolicy_ros.data.bag_mapping import convert_bags
+
+    ds = convert_bags([path], tmp_path / "ds", mapping)
+    assert ds.metadata.state_names == ["shoulder", "elbow", "target_x", "target_y"]
+    assert any("read from JointState" in n for n in ds.report.notes), ds.report.notes
+    np.testing.assert_allclose(ds[0].state[:, 2:], [[0.5, 0.25]] * len(ds[0]))
+    # Without a task the bag's own JointState names are the state (what the old sim published).
+    plain = infer_bag_mapping([path])
+    assert plain.state_names == ("target_y", "elbow", "shoulder", "target_x") and plain.state_inputs == {}

@@ -114,17 +114,18 @@ def test_train_help_documents_every_option(capsys):
     assert exc.value.code == 0 and "--batch-size" in capsys.readouterr().out
 
 
-def test_cli_verbs_and_not_yet_available(capsys, tmp_path):
+def test_cli_verbs_each_load_a_module_with_its_options(capsys, tmp_path):
+    import importlib
+
     verbs = {"demo", "collect", "train", "eval", "bench", "export", "replay", "node", "sim"}
     assert {v.name for v in cli.VERBS} == verbs
-    for verb in sorted(verbs - {"train"}):
-        if cli._load(cli.VERBS_BY_NAME[verb]) is not None:
-            continue  # built since: its own tests cover it
-        assert cli.main([verb, "--anything", "x"]) == 2
-        err = capsys.readouterr().err
-        assert f"genpolicy {verb}: not yet available (coming with the" in err, err
-    if cli._load(cli.VERBS_BY_NAME["node"]) is None:
-        assert cli.policy_node_main(["--ros-args"]) == 2
+    for verb in cli.VERBS:
+        module = importlib.import_module(verb.module)
+        assert callable(module.add_arguments) and callable(module.run), verb.module
+    # An unknown option is an error of that verb, not silently ignored.
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--out", str(tmp_path / "o"), "--no-such-option", "x"])
+    assert exc.value.code == 2 and "unrecognized arguments: --no-such-option" in capsys.readouterr().err
     # --bag needs a real recording: a missing one is a clear error, not a crash.
     assert cli.main(["train", "--bag", str(tmp_path / "x.mcap"), "--out", str(tmp_path / "o")]) == 1
     assert "not a rosbag2 directory" in capsys.readouterr().err
@@ -218,3 +219,16 @@ def test_training_with_an_auxiliary_state_entry_observes_only_the_named_state(tm
     assert chunk.shape == (8, 2) and np.all(np.isfinite(chunk))
     estimate = model.predict_aux_state({"state": torch.zeros(1, 2, 2)})
     assert estimate.shape == (1, 2, 1) and torch.isfinite(estimate).all()
+
+
+def test_a_model_declares_the_inputs_it_observes_and_only_leading_entries():
+    inputs = {"cube": {"type": "pose", "names": ["cx", "cy", "cz"]}, "target": {"type": "point", "names": ["tx"]}}
+    observed = cli_train.observed_state_inputs(inputs, ["j", "cx", "cy"])
+    assert observed == {"cube": {"type": "pose", "names": ["cx", "cy"]}}
+    assert cli_train.observed_state_inputs(inputs, ["j"]) == {}
+    with pytest.raises(ValueError, match="must be its first ones"):
+        cli_train.observed_state_inputs(inputs, ["cy", "cz"])  # would map cy to x
+    meta = DatasetMetadata(joint_names=["j"], state_names=["j", "cx", "cy", "cz", "tx"], dt=0.1, state_inputs=inputs)
+    args = argparse.Namespace(T_o=None, T_p=None, T_a=None, dt=None, kind=None, network=None, seed=None)
+    cfg = cli_train.policy_config_from(meta, np.zeros((4, 1)), {"observation": {"state_names": ["j", "tx"]}}, args)
+    assert cfg.observation.state_inputs == {"target": {"type": "point", "names": ["tx"]}}

@@ -4,10 +4,11 @@ The real :class:`~genpolicy_ros.runtime.engine.PolicyEngine` runs at the control
 fake clock. A :class:`SimulatedLatencyWorker` samples each requested chunk at once (eager
 backend, so RTC's guided prefix works) but hands it over only ``delay_rows · dt − T`` of
 simulated time later (:func:`emulated_latency_s`) — generation latency emulated as a
-fixed number of chunk rows, so the result does not depend on how busy the machine is. The plant is the ROS-free
-reaching task (:class:`~genpolicy_ros.sim.reach_env.ReachEnv`, closed loop) when the
-model's joints are the task's, otherwise a synthetic open-loop stream (action joints
-follow the commands, other state entries are slow sinusoids).
+fixed number of chunk rows, so the result does not depend on how busy the machine is. The plant is a
+task's simulation in closed loop when the caller passes one that fits the model
+(``measure_seams(..., task_plant=...)``: the bench CLI supplies the task's, see
+``tasks/plant.py``), otherwise a synthetic open-loop stream (action joints follow the
+commands, other state entries are slow sinusoids).
 
 Metric (per mode, over all episodes)::
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -45,6 +46,9 @@ from ..latency import LatencyTracker
 #: Measured modes: the engine's blending modes (``rtc`` with the settings' prefix mode,
 #: hard by default) and RTC with each prefix mode named explicitly.
 SEAM_MODES = BLENDING + ("rtc-hard", "rtc-guided")
+
+#: SeamConfig.plant values ("reach", the older name, means the task's plant).
+PLANTS = ("auto", "task", "reach", "synthetic")
 
 #: EngineSettings maxima: the safety filter must not smooth what the blending produced.
 RELAXED_SAFETY = {"max_joint_velocity": 100.0, "max_joint_acceleration": 1e4, "max_jump": 10.0}
@@ -203,40 +207,17 @@ class SyntheticPlant:
         pass
 
 
-class ReachPlant:
-    """Closed loop in the MuJoCo reaching task (state entries looked up by name)."""
+class TaskPlant(Protocol):
+    """A closed-loop plant supplied by the caller: ``fits(model)`` says whether it can run
+    ``model`` (joints, state entries and cameras it provides); calling it builds one episode's
+    plant with ``state() -> [D_s]``, ``images() -> {camera: [H, W, 3]}``,
+    ``step(command [D_a] or None, period)`` and ``close()``, like :class:`SyntheticPlant`."""
 
-    def __init__(self, model: ModelInfo, seed: int):
-        from ...sim.reach_env import ReachEnv
+    name: str
 
-        self.model = model
-        self.env = ReachEnv(render=bool(model.camera_names))
-        self.obs = self.env.reset(seed=seed)
-        self._names = ("shoulder", "elbow", "target_x", "target_y")
+    def fits(self, model: ModelInfo) -> bool: ...
 
-    @staticmethod
-    def fits(model: ModelInfo) -> bool:
-        try:
-            import mujoco  # noqa: F401
-        except ImportError:
-            return False
-        return (tuple(model.joint_names) == ("shoulder", "elbow")
-                and set(model.state_names) <= {"shoulder", "elbow", "target_x", "target_y"}
-                and set(model.camera_names) <= {"overhead"})
-
-    def state(self) -> np.ndarray:
-        values = dict(zip(self._names, self.obs.joint_positions))
-        return np.array([values[n] for n in self.model.state_names])  # [D_s]
-
-    def images(self) -> Dict[str, np.ndarray]:
-        return {"overhead": self.obs.image} if self.model.camera_names else {}
-
-    def step(self, command: Optional[np.ndarray], period: float) -> None:
-        q = self.env.arm_positions() if command is None else np.asarray(command, dtype=float)
-        self.obs = self.env.step(q, period)
-
-    def close(self) -> None:
-        self.env.close()
+    def __call__(self, model: ModelInfo, seed: int): ...
 
 
 # --------------------------------------------------------------------------- the driver
@@ -250,7 +231,7 @@ class SeamConfig:
     delay_rows: int = 2  # emulated generation latency in chunk rows (dt each)
     rate_hz: float = 100.0
     seed: int = 0
-    plant: str = "auto"  # auto | reach | synthetic
+    plant: str = "auto"  # auto (the task's when it fits, else synthetic) | task | synthetic ("reach" = task)
     settings: EngineSettings = dataclasses.field(default_factory=EngineSettings)
 
     def __post_init__(self):
@@ -265,8 +246,8 @@ class SeamConfig:
             raise ValueError(f"SeamConfig.delay_rows must be an int >= 0, got {self.delay_rows!r}")
         if not (isinstance(self.rate_hz, (int, float)) and 1.0 <= self.rate_hz <= 1000.0):
             raise ValueError(f"SeamConfig.rate_hz must be in [1, 1000], got {self.rate_hz!r}")
-        if self.plant not in ("auto", "reach", "synthetic"):
-            raise ValueError(f"SeamConfig.plant must be auto, reach or synthetic, got {self.plant!r}")
+        if self.plant not in PLANTS:
+            raise ValueError(f"SeamConfig.plant must be one of {PLANTS}, got {self.plant!r}")
 
 
 def emulated_latency_s(delay_rows: int, dt: float, period: float) -> float:
@@ -278,7 +259,7 @@ def emulated_latency_s(delay_rows: int, dt: float, period: float) -> float:
 
 
 def run_episode(policy, backend, model: ModelInfo, settings: EngineSettings, cfg: SeamConfig,
-                episode: int, plant_kind: str) -> dict:
+                episode: int, make_plant: Callable[[ModelInfo, int], object]) -> dict:
     """One episode on the simulated clock -> ``{"trace" [N, D], "times" [N], "seams" [ticks]}``.
 
     The trace starts at the first executed action (status OK) of the first chunk."""
@@ -289,7 +270,7 @@ def run_episode(policy, backend, model: ModelInfo, settings: EngineSettings, cfg
     worker = SimulatedLatencyWorker(policy, backend, clock, emulated_latency_s(cfg.delay_rows, dt, period), tracker)
     engine = PolicyEngine(model, worker, settings, clock=clock, steady_clock=clock, latency=tracker)
     seed = cfg.seed * 1000 + episode
-    plant = ReachPlant(model, seed) if plant_kind == "reach" else SyntheticPlant(model, seed)
+    plant = make_plant(model, seed)
     trace, times, switch_times = [], [], []
     try:
         for k in range(int(round(cfg.seconds * cfg.rate_hz))):
@@ -322,12 +303,19 @@ def run_episode(policy, backend, model: ModelInfo, settings: EngineSettings, cfg
             "merged": int(engine.scheduler.stats()["merged"])}
 
 
-def measure_seams(policy, cfg: SeamConfig, *, progress: Optional[Callable[[], None]] = None) -> dict:
-    """Every mode × episode (see module docstring) -> per-mode metrics + episode traces."""
+def measure_seams(policy, cfg: SeamConfig, *, progress: Optional[Callable[[], None]] = None,
+                  task_plant: Optional[TaskPlant] = None) -> dict:
+    """Every mode × episode (see module docstring) -> per-mode metrics + episode traces.
+
+    ``task_plant``: the closed-loop plant of a task (used when ``cfg.plant`` is ``auto`` and
+    it fits the model, or ``task``); ``"plant"`` in the result names what ran."""
     model = ModelInfo.from_policy_config(policy.config)
-    plant_kind = cfg.plant
-    if plant_kind == "auto":
-        plant_kind = "reach" if ReachPlant.fits(model) else "synthetic"
+    fits = task_plant is not None and task_plant.fits(model)
+    if cfg.plant in ("task", "reach") and not fits:
+        raise ValueError("SeamConfig.plant 'task': no task plant that fits the model was given")
+    use_task = cfg.plant in ("task", "reach") or (cfg.plant == "auto" and fits)
+    make_plant = task_plant if use_task else SyntheticPlant
+    plant_kind = task_plant.name if use_task else "synthetic"
     backend = create_backend("eager", policy, "cpu")
     period = 1.0 / cfg.rate_hz
     modes: Dict[str, dict] = {}
@@ -338,7 +326,7 @@ def measure_seams(policy, cfg: SeamConfig, *, progress: Optional[Callable[[], No
                                        inference_delay_steps=int(cfg.delay_rows), **RELAXED_SAFETY)
         episodes: List[dict] = []
         for e in range(cfg.episodes):
-            episodes.append(run_episode(policy, backend, model, settings, cfg, e, plant_kind))
+            episodes.append(run_episode(policy, backend, model, settings, cfg, e, make_plant))
             if progress is not None:
                 progress()
         metric = seam_ratio([ep["trace"] for ep in episodes], [ep["seams"] for ep in episodes], period)

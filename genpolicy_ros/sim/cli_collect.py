@@ -3,18 +3,24 @@
 One process runs three nodes on one SingleThreadedExecutor, in a ROS domain of its own
 choosing (``--domain-id``, default: the environment's)::
 
-    SimNode (genpolicy_sim)  ── joint_states, camera, /clock, ~/episode ──►  recorder
-          ▲                                                                  (BagRecorder,
-          └── joint_trajectory_controller/joint_trajectory ── ExpertDriver    use_sim_time)
+    SimNode (genpolicy_sim)  ── joint_states, inputs, camera, /clock, ~/episode ──►  recorder
+          ▲                                                                          (BagRecorder,
+          └── joint_trajectory_controller/joint_trajectory ── ExpertDriver            use_sim_time)
               (or forward_position_controller/commands)
+
+``--task`` picks the registered task (default ``reach``; ``genpolicy_ros.tasks``): its
+environment, expert, non-joint inputs (recorded on their own topics, e.g. ``/target``) and
+cameras.
 
 The sim publishes ``/clock`` and runs ``--rate-factor`` times faster than real time; all
 stamps (and the recorder's receive times) are simulated time, so the recording is the
 same as a real-time one, only sooner. One bag per run (``--out`` must not exist); the
 sim stops starting episodes after ``--episodes``, and the run ends once the recorder has
 the last ``~/episode`` message. The bag's ``custom_data`` key ``genpolicy_ros.collect``
-holds the run's settings as JSON. Convert with :func:`genpolicy_ros.data.bags.bag_to_episodes`
-(or ``genpolicy train --bag``).
+holds the run's settings as JSON, with the ``mapping`` of the recording (action joints,
+JointState joints, inputs, cameras, dt, joint limits, task) that ``genpolicy train --bag``
+uses (:mod:`genpolicy_ros.data.bag_mapping`). Convert with
+:func:`genpolicy_ros.data.bags.bag_to_episodes` (or ``genpolicy train --bag``).
 """
 from __future__ import annotations
 
@@ -26,13 +32,18 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..tasks import DEFAULT_TASK, task_names
+
+    p.add_argument("--task", default=DEFAULT_TASK, choices=task_names(),
+                   help=f"registered task to demonstrate (default {DEFAULT_TASK})")
     p.add_argument("--episodes", type=int, required=True, metavar="N", help="episodes to record")
     p.add_argument("--out", required=True, metavar="BAGDIR", help="bag directory to create (must not exist)")
     p.add_argument("--images", action="store_true", help="also render and record camera frames")
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed*100003+i; expert modes use --seed")
-    p.add_argument("--dt", type=float, default=0.05, metavar="S",
-                   help="expert command period = camera period (s, default 0.05)")
-    p.add_argument("--episode-s", type=float, default=3.0, metavar="S", help="episode length (sim s, default 3)")
+    p.add_argument("--dt", type=float, default=None, metavar="S",
+                   help="expert command period = camera period (s, default: the task's, 0.05 for reach)")
+    p.add_argument("--episode-s", type=float, default=None, metavar="S",
+                   help="episode length (sim s, default: the task's, 3 for reach)")
     p.add_argument("--rate-factor", type=float, default=4.0, metavar="X",
                    help="simulated seconds per wall second (default 4; the sim slows down if the machine "
                         "can't keep up)")
@@ -45,6 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _validate(args) -> None:
+    from ..tasks import get_task
+
+    task = get_task(args.task)
+    args.dt = task.control_dt if args.dt is None else args.dt
+    args.episode_s = task.defaults.episode_s if args.episode_s is None else args.episode_s
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     if not (args.dt > 0 and args.episode_s >= 2 * args.dt):
@@ -67,10 +83,18 @@ def collect(args) -> dict:
     from std_msgs.msg import Float64MultiArray, String
     from trajectory_msgs.msg import JointTrajectory
 
-    from ..sim.node import ExpertDriver, SimNode
-    from .bags import BagRecorder
+    from ..data.bag_io import BagRecorder
+    from ..data.bag_mapping import COLLECT_METADATA_KEY
+    from ..ros import topics as T
+    from ..ros.input_messages import MESSAGE_TYPES
+    from ..tasks import get_task
+    from .expert_driver import ExpertDriver
+    from .node import SimNode
 
     _validate(args)
+    task = get_task(args.task)
+    episode_topic = T.private(T.SIM_NODE, T.EPISODE)
+    command_topic = T.absolute(T.TRAJECTORY if args.command == "trajectory" else T.FORWARD)
     context = Context()
     rclpy.init(context=context, domain_id=args.domain_id)
     nodes = []
@@ -78,6 +102,7 @@ def collect(args) -> dict:
     executor = None
     try:
         sim = SimNode(context=context, start=False, parameter_overrides=[
+            Parameter("task", value=task.name),
             Parameter("seed", value=int(args.seed)),
             Parameter("episode_s", value=float(args.episode_s)),
             Parameter("camera_rate_hz", value=(1.0 / args.dt) if args.images else 0.0),
@@ -88,31 +113,37 @@ def collect(args) -> dict:
             Parameter("max_episodes", value=int(args.episodes)),
         ])
         nodes.append(sim)
-        driver = ExpertDriver(context=context, seed=int(args.seed), command_rate_hz=1.0 / args.dt,
+        driver = ExpertDriver(context=context, task=task.name, seed=int(args.seed), command_rate_hz=1.0 / args.dt,
                               output_mode=args.command)
         nodes.append(driver)
         rec_node = Node("genpolicy_recorder", context=context,
                         parameter_overrides=[Parameter("use_sim_time", value=True)])
         nodes.append(rec_node)
-        topics = {"/joint_states": JointState, "/clock": Clock, "/genpolicy_sim/episode": String}
-        if args.command == "trajectory":
-            topics["/joint_trajectory_controller/joint_trajectory"] = JointTrajectory
-        else:
-            topics["/forward_position_controller/commands"] = Float64MultiArray
+        topics = {T.absolute(T.JOINT_STATES): JointState, T.CLOCK: Clock, episode_topic: String,
+                  command_topic: JointTrajectory if args.command == "trajectory" else Float64MultiArray}
+        topics.update({T.absolute(T.input_topic(i.name)): MESSAGE_TYPES[i.type] for i in task.state_inputs})
+        cameras = {}
         if args.images:
-            topics["/camera/image_raw/compressed"] = CompressedImage
-            if args.raw_images:
-                topics["/camera/image_raw"] = Image
+            for camera, (raw, compressed) in T.camera_topics(task.camera_names).items():
+                topics[T.absolute(compressed)] = CompressedImage
+                cameras[camera] = T.absolute(compressed)
+                if args.raw_images:
+                    topics[T.absolute(raw)] = Image
+                    cameras[camera] = T.absolute(raw)
         recorder = BagRecorder(rec_node, args.out, topics)
-        recorder.bag.set_custom_data("genpolicy_ros.collect", json.dumps({
-            "episodes": args.episodes, "seed": args.seed, "dt": args.dt, "episode_s": args.episode_s,
-            "images": bool(args.images), "command": args.command, "rate_factor": args.rate_factor,
-            "joint_names": ["shoulder", "elbow"], "state_names": ["shoulder", "elbow", "target_x", "target_y"],
+        recorder.bag.set_custom_data(COLLECT_METADATA_KEY, json.dumps({
+            "task": task.name, "episodes": args.episodes, "seed": args.seed, "dt": args.dt,
+            "episode_s": args.episode_s, "images": bool(args.images), "command": args.command,
+            "rate_factor": args.rate_factor,
+            "mapping": {"action_joints": list(task.action_names), "joint_state_names": list(task.joint_names),
+                        "state_inputs": task.state_inputs_config(), "cameras": cameras, "dt": args.dt,
+                        "joint_limits": [list(task.lower_limits), list(task.upper_limits)],
+                        "units": dict(task.units), "task": task.name},
         }))
         executor = SingleThreadedExecutor(context=context)
         for node in nodes:
             executor.add_node(node)
-        _wait_for_connections(executor, rec_node, driver)
+        _wait_for_connections(executor, rec_node, driver, episode_topic)
         sim.start()
 
         progress = None
@@ -125,7 +156,7 @@ def collect(args) -> dict:
         recorded = 0
         while recorded < args.episodes:
             executor.spin_once(timeout_sec=0.05)
-            now_recorded = recorder.counts.get("/genpolicy_sim/episode", 0)
+            now_recorded = recorder.counts.get(episode_topic, 0)
             if progress is not None and now_recorded > recorded:
                 progress.update(now_recorded - recorded)
                 ok = sum(r["success"] for r in sim.results)
@@ -143,8 +174,9 @@ def collect(args) -> dict:
         results = sim.results[: args.episodes]
         modes = {}
         for r in results:
-            modes[r["mode"]] = modes.get(r["mode"], 0) + 1
+            modes[r.get("mode", "n/a")] = modes.get(r.get("mode", "n/a"), 0) + 1
         return {
+            "task": task.name,
             "bag": str(Path(args.out).resolve()),
             "episodes": len(results),
             "successes": sum(r["success"] for r in results),
@@ -163,15 +195,17 @@ def collect(args) -> dict:
         rclpy.try_shutdown(context=context)
 
 
-def _wait_for_connections(executor, rec_node, driver, timeout_s: float = 10.0) -> None:
+def _wait_for_connections(executor, rec_node, driver, episode_topic: str, timeout_s: float = 10.0) -> None:
     """Spin until the recorder and the driver see the sim's topics' subscribers (discovery)."""
+    from ..ros import topics as T
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
-        if (rec_node.count_publishers("/genpolicy_sim/episode") > 0
-                and rec_node.count_publishers("/joint_states") > 0
-                and driver.count_subscribers("/joint_trajectory_controller/joint_trajectory")
-                + driver.count_subscribers("/forward_position_controller/commands") >= 2):
+        if (rec_node.count_publishers(episode_topic) > 0
+                and rec_node.count_publishers(T.absolute(T.JOINT_STATES)) > 0
+                and driver.count_subscribers(T.absolute(T.TRAJECTORY))
+                + driver.count_subscribers(T.absolute(T.FORWARD)) >= 2):
             time.sleep(0.1)  # matched in the graph; give DDS a moment to pair the endpoints
             return
     raise TimeoutError("the sim, expert and recorder did not discover each other within 10 s")
@@ -183,6 +217,7 @@ def run(args) -> int:
     except (ValueError, TimeoutError) as exc:
         print(f"genpolicy collect: {exc}", file=sys.stderr)
         return 1
-    print(f"recorded {summary['episodes']} episodes ({summary['successes']} successful, modes {summary['modes']}) "
+    print(f"recorded {summary['episodes']} {summary['task']} episodes ({summary['successes']} successful, "
+          f"modes {summary['modes']}) "
           f"in {summary['wall_s']} s -> {summary['bag']}")
     return 0
