@@ -60,7 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="rosbag2 recording(s) of the sim (`genpolicy collect`) to train on; repeatable. "
                           "Converted by header stamps into an episode data set at OUT/dataset")
     src.add_argument("--images", action="store_true",
-                     help="with --bag: include the recorded camera (image+proprio model)")
+                     help="with --bag: include the recorded camera (image+proprio model); with --lerobot / "
+                          "--robomimic: every camera")
+    from genpolicy_ros.data.sources import add_import_arguments
+
+    add_import_arguments(src)
     src.add_argument("--out", metavar="DIR", required=True,
                      help="output directory: final model dir, checkpoints/, train_log.csv, loss.png")
     src.add_argument("--config", metavar="FILE",
@@ -207,6 +211,12 @@ def run(args) -> int:
     if args.bag and args.data:
         print("genpolicy train: give --data or --bag, not both", file=sys.stderr)
         return 2
+    if args.lerobot or args.robomimic:  # LeRobotDataset / robomimic HDF5 -> OUT/dataset (docs/data.md)
+        from genpolicy_ros.data.sources import prepare_for_training
+
+        status = prepare_for_training(args)
+        if status is not None:
+            return status
     if args.bag:
         try:
             args.data = str(_dataset_from_bags(args))
@@ -214,7 +224,7 @@ def run(args) -> int:
             print(f"genpolicy train: error converting --bag: {exc}", file=sys.stderr)
             return 1
     if not args.data:
-        print("genpolicy train: --data DIR is required", file=sys.stderr)
+        print("genpolicy train: --data DIR is required (or --bag, --lerobot, --robomimic)", file=sys.stderr)
         return 2
     try:
         return _run(args)

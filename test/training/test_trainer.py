@@ -115,7 +115,7 @@ def test_train_help_documents_every_option(capsys):
 
 
 def test_cli_verbs_and_not_yet_available(capsys, tmp_path):
-    verbs = {"demo", "collect", "train", "eval", "bench", "export", "replay", "node", "sim"}
+    verbs = {"demo", "collect", "convert", "train", "eval", "bench", "export", "replay", "node", "sim"}
     assert {v.name for v in cli.VERBS} == verbs
     for verb in sorted(verbs - {"train"}):
         if cli._load(cli.VERBS_BY_NAME[verb]) is not None:
