@@ -8,7 +8,7 @@ Layout written (the one LeRobot's own writer produces; templates in ``meta/info.
     meta/episodes/chunk-000/file-000.parquet   one row per episode: episode_index, tasks, length,
                                         data/{chunk,file}_index, dataset_{from,to}_index,
                                         videos/<key>/{chunk_index,file_index,from_timestamp,to_timestamp},
-                                        meta/episodes/{chunk,file}_index, stats/<feature>/<stat>
+                                        stats/<feature>/<stat>, meta/episodes/{chunk,file}_index
     meta/genpolicy_ros.json             ours (LeRobot ignores it): joint limits, units, description
     data/chunk-000/file-000.parquet     one row per frame: action, observation.state [float32 lists],
                                         timestamp float32, frame_index, episode_index, index, task_index int64
@@ -65,9 +65,10 @@ def uniform_episode(episode: Episode, fps: int) -> tuple:
 
 def feature_stats(values: np.ndarray) -> Dict[str, np.ndarray]:
     """``values`` [N, D] → LeRobot's per-feature statistics (each [D]; count [1])."""
-    values = np.asarray(values, dtype=np.float64)
-    out = {"min": values.min(axis=0), "max": values.max(axis=0), "mean": values.mean(axis=0),
-           "std": values.std(axis=0), "count": np.array([values.shape[0]])}
+    values = np.asarray(values)
+    out = {"min": values.min(axis=0), "max": values.max(axis=0)}  # integer features keep integer extremes
+    values = values.astype(np.float64)
+    out |= {"mean": values.mean(axis=0), "std": values.std(axis=0), "count": np.array([values.shape[0]])}
     for q in QUANTILES:
         out[f"q{int(round(q * 100)):02d}"] = np.quantile(values, q, axis=0)
     return out

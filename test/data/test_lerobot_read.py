@@ -174,3 +174,20 @@ def test_episode_beyond_the_end_of_its_video_is_refused(lerobot_factory):
 def test_nothing_to_observe_is_refused(lerobot_dir):
     with pytest.raises(LeRobotFormatError, match="nothing to observe"):
         read_lerobot(lerobot_dir, obs_keys=[])
+
+
+def test_reads_a_data_set_written_by_lerobot_itself():
+    """test/data/fixtures/lerobot_0.4.4_so100: written by LeRobot 0.4.4's own writer (AV1)."""
+    from pathlib import Path
+
+    root = Path(__file__).parent / "fixtures" / "lerobot_0.4.4_so100"
+    meta, episodes, mapping = read_lerobot(root, images=True)
+    assert meta.joint_names == ["shoulder_pan.pos", "elbow.pos", "gripper.pos"]
+    assert meta.cameras == {"front": [48, 64]} and meta.dt == pytest.approx(1 / 30)
+    assert [len(e) for e in episodes] == [20, 13]
+    for e, ep in enumerate(episodes):
+        k = np.arange(len(ep))
+        np.testing.assert_array_equal(ep.action, np.stack([np.full_like(k, e), k, -k], axis=1))
+        np.testing.assert_array_equal(ep.state, ep.action - 0.5)
+        np.testing.assert_allclose(ep.images["front"].reshape(len(k), -1).mean(axis=1), (40 * e + 3 * k) % 250,
+                                   atol=1.5)

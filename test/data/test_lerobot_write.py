@@ -134,3 +134,42 @@ def test_refusals(tmp_path):
     bad.action = bad.action[:, :1]
     with pytest.raises(ValueError, match=r"episode 0: 'action' has 1 dims"):
         write_lerobot(tmp_path / "c", META, [bad])
+
+
+def test_columns_and_types_match_what_lerobot_itself_writes(tmp_path):
+    """Against test/data/fixtures/lerobot_0.4.4_so100, written by LeRobot 0.4.4's own writer."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    theirs = Path(__file__).parent / "fixtures" / "lerobot_0.4.4_so100"
+    ours = tmp_path / "lr"
+    meta = DatasetMetadata(joint_names=["a", "b", "c"], state_names=["a", "b", "c"], dt=1 / 30,
+                           cameras={"front": [48, 64]})
+    n = 20
+    frames = np.zeros((n, 48, 64, 3), np.uint8)
+    write_lerobot(ours, meta, [Episode(np.arange(n) / 30, np.zeros((n, 3)), np.zeros((n, 3)), {"front": frames})])
+
+    def schema(root, rel):
+        return {f.name: str(f.type) for f in pq.read_schema(root / rel)}
+
+    data = "data/chunk-000/file-000.parquet"
+    assert schema(ours, data) == schema(theirs, data)
+    episodes = "meta/episodes/chunk-000/file-000.parquet"
+    assert schema(ours, episodes) == schema(theirs, episodes)
+    assert schema(ours, "meta/tasks.parquet") == schema(theirs, "meta/tasks.parquet")
+    info_ours, info_theirs = (json.loads((r / "meta/info.json").read_text()) for r in (ours, theirs))
+    assert set(info_ours) == set(info_theirs)
+    for key in ("codebase_version", "chunks_size", "data_files_size_in_mb", "video_files_size_in_mb", "data_path",
+                "video_path", "fps"):
+        assert info_ours[key] == info_theirs[key], key
+    for key in ("timestamp", "frame_index", "episode_index", "index", "task_index", "observation.state"):
+        assert {k: v for k, v in info_ours["features"][key].items() if k != "names"} == \
+            {k: v for k, v in info_theirs["features"][key].items() if k != "names"}, key
+    ours_video, theirs_video = (i["features"]["observation.images.front"] for i in (info_ours, info_theirs))
+    assert set(ours_video["info"]) == set(theirs_video["info"])
+    assert {k: ours_video[k] for k in ("dtype", "shape", "names")} == \
+        {k: theirs_video[k] for k in ("dtype", "shape", "names")}
+    stats_ours, stats_theirs = (json.loads((r / "meta/stats.json").read_text()) for r in (ours, theirs))
+    assert set(stats_ours) == set(stats_theirs)
+    assert all(set(stats_ours[k]) == set(stats_theirs[k]) for k in stats_ours)
