@@ -66,9 +66,7 @@ def read_info(root) -> dict:
     root = Path(root)
     path = root / INFO_FILE
     if not path.is_file():
-        hint = " (a LeRobot v2 data set has meta/info.json too; this is not a LeRobotDataset)" \
-            if not (root / "meta").is_dir() else ""
-        raise LeRobotFormatError(f"{path}: missing{hint}")
+        raise LeRobotFormatError(f"{path}: missing (not a LeRobotDataset directory)")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -288,6 +286,9 @@ def _decode_image_column(table, key: str, where, size) -> np.ndarray:
         if image is None:
             raise LeRobotFormatError(f"{where}: '{key}' row {row} is not a decodable PNG/JPEG image")
         frames.append(resize_rgb(np.ascontiguousarray(image[:, :, ::-1]), size))
+        if frames[-1].shape != frames[0].shape:
+            raise LeRobotFormatError(f"{where}: '{key}' row {row} is {frames[-1].shape[:2]} (HxW), row 0 is "
+                                     f"{frames[0].shape[:2]}; pass --image-size HxW")
     return np.stack(frames)  # [rows, H, W, 3]
 
 
