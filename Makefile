@@ -58,7 +58,7 @@ ROS_TEST_FILES = $(sort $(wildcard test/ros/test_*.py))
 
 test: install
 	@status=0; \
-	for suite in test/core test/runtime test/training test/sim $(ROS_TEST_FILES); do \
+	for suite in test/core test/runtime test/training test/data test/sim $(ROS_TEST_FILES); do \
 	  echo "== $$suite"; \
 	  $(PY) -m pytest -q $(PYTEST_ARGS) $$suite || status=1; \
 	done; \

@@ -44,8 +44,10 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # Inference backends (CPU). TensorRT / CUDA are imported lazily and never required.
     "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
-    # Data, simulation and image conversion.
-    "data": ["rosbags>=0.11", "opencv-python-headless>=4.7"],
+    # Data, simulation and image conversion; LeRobotDataset (parquet + MP4 through PyAV;
+    # pandas writes meta/tasks.parquet the way LeRobot reads it) and robomimic (HDF5) readers.
+    "data": ["rosbags>=0.11", "opencv-python-headless>=4.7", "pyarrow>=14", "pandas>=2.0", "av>=12",
+             "h5py>=3.8"],
     "sim": ["mujoco>=3.0"],
     # The real ROS 2 client library and messages as PyPI wheels, for machines without a
     # ROS 2 installation. On a ROS 2 machine the system packages are used instead.
@@ -64,7 +66,8 @@ EXTRAS = {
         "ros-geometry-msgs",
     ],
     # Test-only peers.
-    "test": ["pytest>=7", "pytest-timeout>=2.1", "diffusers>=0.25"],
+    # colcon builds the package in a workspace in test/ros/test_colcon_install.py.
+    "test": ["pytest>=7", "pytest-timeout>=2.1", "diffusers>=0.25", "colcon-common-extensions>=0.3"],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() for req in reqs})
 

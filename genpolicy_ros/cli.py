@@ -32,6 +32,8 @@ VERBS: List[Verb] = [
          "prints success rate, latency and jitter, writes a report", "genpolicy_ros.sim.cli_demo"),
     Verb("collect", "record scripted-expert demonstrations from the simulator as a rosbag2 (MCAP)",
          "genpolicy_ros.sim.cli_collect"),
+    Verb("convert", "convert demonstrations between formats: bags, episode data sets, LeRobotDataset v3, "
+         "robomimic HDF5 -> LeRobotDataset or episode data set", "genpolicy_ros.data.cli_convert"),
     Verb("train", "train a policy on an episode data set (or bags) into a model directory; resumable; "
          "torchrun for several processes", "genpolicy_ros.cli_verbs.train"),
     Verb("eval", "closed-loop evaluation episodes of MODEL: success rate, mode histogram (--json FILE)",

@@ -62,8 +62,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "Converted by header stamps into an episode data set at OUT/dataset; the mapping of "
                           "its topics (options below, else inferred) is printed")
     src.add_argument("--images", action="store_true",
-                     help="with --bag: include the recorded cameras (image+proprio model)")
+                     help="with --bag: include the recorded cameras (image+proprio model); with --lerobot / "
+                          "--robomimic: every camera")
     add_bag_arguments(src)
+    from genpolicy_ros.data.sources import add_import_arguments
+
+    add_import_arguments(src)
     src.add_argument("--out", metavar="DIR", required=True,
                      help="output directory: final model dir, checkpoints/, train_log.csv, loss.png")
     src.add_argument("--config", metavar="FILE",
@@ -233,6 +237,12 @@ def run(args) -> int:
     if args.bag and args.data:
         print("genpolicy train: give --data or --bag, not both", file=sys.stderr)
         return 2
+    if args.lerobot or args.robomimic:  # LeRobotDataset / robomimic HDF5 -> OUT/dataset (docs/data.md)
+        from genpolicy_ros.data.sources import prepare_for_training
+
+        status = prepare_for_training(args)
+        if status is not None:
+            return status
     if args.bag:
         try:
             from .bag_source import dataset_from_bags
@@ -242,7 +252,7 @@ def run(args) -> int:
             print(f"genpolicy train: error converting --bag: {exc}", file=sys.stderr)
             return 1
     if not args.data:
-        print("genpolicy train: --data DIR is required", file=sys.stderr)
+        print("genpolicy train: --data DIR is required (or --bag, --lerobot, --robomimic)", file=sys.stderr)
         return 2
     try:
         return _run(args)

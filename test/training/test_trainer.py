@@ -117,7 +117,7 @@ def test_train_help_documents_every_option(capsys):
 def test_cli_verbs_each_load_a_module_with_its_options(capsys, tmp_path):
     import importlib
 
-    verbs = {"demo", "collect", "train", "eval", "bench", "export", "replay", "node", "sim"}
+    verbs = {"demo", "collect", "convert", "train", "eval", "bench", "export", "replay", "node", "sim"}
     assert {v.name for v in cli.VERBS} == verbs
     for verb in cli.VERBS:
         module = importlib.import_module(verb.module)
