@@ -64,7 +64,7 @@ EXTRAS = {
         "ros-geometry-msgs",
     ],
     # Test-only peers.
-    "test": ["pytest>=7", "pytest-timeout>=2.1", "diffusers>=0.25"],
+    "test": ["pytest>=7", "pytest-timeout>=2.1", "diffusers>=0.25", "hypothesis>=6.80"],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() for req in reqs})
 

@@ -93,7 +93,8 @@ class EngineSettings:
     inference_delay_steps: int = -1
     max_joint_velocity: float = 2.0  # rad/s (or m/s), every joint
     max_joint_acceleration: float = 20.0  # rad/s², every joint
-    max_jump: float = 0.05  # first action vs measured position
+    max_jump: float = 0.05  # a first action farther than this from the last command is reported as ramping
+    max_tracking_error: float = 0.3  # measured vs commanded path, per joint: above it the filter holds
     position_margin: float = 0.01
     observation_timeout_s: float = 0.5
     enabled: bool = True
@@ -118,6 +119,7 @@ class EngineSettings:
         _number("max_joint_velocity", self.max_joint_velocity, 1e-6, 100.0)
         _number("max_joint_acceleration", self.max_joint_acceleration, 1e-6, 1e4)
         _number("max_jump", self.max_jump, 0.0, 10.0)
+        _number("max_tracking_error", self.max_tracking_error, 1e-6, 100.0)
         _number("position_margin", self.position_margin, 0.0, 10.0)
         _number("observation_timeout_s", self.observation_timeout_s, 1e-3, 3600.0)
         if not isinstance(self.enabled, bool):
@@ -232,12 +234,15 @@ class PolicyEngine:
         self._request_epoch: Dict[int, int] = {}
         self._seq = 0
         self._epoch_seen = self.buffer.epoch
-        self._last_command: Optional[np.ndarray] = None
         self._last_error: Optional[WorkerError] = None
         self._stale_reason = ""
         self._deferred_request: Optional[tuple] = None  # (now, settings) from tick(defer_request=True)
         self._action_index = [model.state_names.index(j) if j in model.state_names else None
                               for j in model.joint_names]
+        observed = [(k, i) for k, i in enumerate(self._action_index) if i is not None]
+        self._action_state_index = np.array([i for _, i in observed], dtype=int)  # [D_a'] into the state
+        self._action_lower = model.lower_limits[[k for k, _ in observed]]  # [D_a']
+        self._action_upper = model.upper_limits[[k for k, _ in observed]]  # [D_a']
 
     # ------------------------------------------------------------------ configuration
     def _scheduler_config(self, s: EngineSettings) -> SchedulerConfig:
@@ -248,7 +253,8 @@ class PolicyEngine:
     def _safety_config(self, s: EngineSettings) -> SafetyConfig:
         return SafetyConfig(lower=self.model.lower_limits, upper=self.model.upper_limits,
                             max_velocity=s.max_joint_velocity, max_acceleration=s.max_joint_acceleration,
-                            dt=s.period_s, position_margin=s.position_margin, max_jump=s.max_jump)
+                            dt=s.period_s, position_margin=s.position_margin, max_jump=s.max_jump,
+                            max_tracking_error=s.max_tracking_error)
 
     @property
     def settings(self) -> EngineSettings:
@@ -280,8 +286,19 @@ class PolicyEngine:
 
     # ------------------------------------------------------------------ inputs
     def observe_state(self, stamp: float, positions: np.ndarray, arrival: Optional[float] = None) -> AddStatus:
-        """Low-dim observation ``[D_s]`` (model's state order) stamped ``stamp``."""
+        """Low-dim observation ``[D_s]`` (model's state order) stamped ``stamp``.
+
+        A sample whose action joints lie outside the joint limits by more than
+        ``max_tracking_error`` is implausible (a bogus message) and refused
+        (``OUT_OF_RANGE``): it would feed the policy and the tracking check nonsense."""
         arrival = self.steady_clock() if arrival is None else arrival
+        values = np.asarray(positions)
+        if values.dtype.kind in "iuf" and values.shape == (len(self.model.state_names),):
+            joints = values[self._action_state_index]  # [D_a'] action joints that are observed
+            tol = self._settings.max_tracking_error
+            if ((joints < self._action_lower - tol) | (joints > self._action_upper + tol)).any():
+                self.buffer.count(AddStatus.OUT_OF_RANGE)
+                return AddStatus.OUT_OF_RANGE
         status = self.buffer.add(STATE_STREAM, stamp, positions, arrival_time=arrival, now=self.clock())
         if status.accepted:
             values = np.asarray(positions, dtype=float)
@@ -345,16 +362,12 @@ class PolicyEngine:
         result: SafetyResult = self.safety.filter(target, measured, now, measured_stamp=measured_stamp,
                                                   stale=stale)
         reasons = tuple(result.reasons) + ((self._stale_reason,) if stale else ())
-        velocity = None
         if result.command is not None:
             self.counters.commands += 1
-            if self._last_command is not None:
-                velocity = (result.command - self._last_command) / settings.period_s  # [D_a]
-            self._last_command = result.command
         if result.status.is_hold:
             self.counters.holds += 1
         return TickResult(now=now, command=result.command, status=result.status, reasons=reasons,
-                          velocity=velocity, merged_chunk=merged)
+                          velocity=result.velocity, merged_chunk=merged)
 
     def run_deferred_request(self) -> None:
         """Second half of ``tick(defer_request=True)``: request the next chunk if it is due.

@@ -162,12 +162,27 @@ def test_backwards_time_resets_and_discards_chunks_from_the_old_timeline():
             break
         run(engine, clock, 0.01)
     assert worker.busy
-    # Now the stamps jump back (bag loop): the reply belongs to the old timeline.
+    # One message from an earlier time base is dropped as stale: no reset.
     epoch = engine.buffer.epoch
-    engine.observe_state(clock.t - 5.0, np.r_[0.0, 0.0, 0.1, 0.05])
+    status = engine.observe_state(clock.t - 5.0, np.r_[0.0, 0.0, 0.1, 0.05])
+    assert status.value == "stamp_backwards" and engine.buffer.epoch == epoch
+    # A sender whose time base really went back (bag loop) is confirmed by several
+    # consecutive messages: then history and plan reset, the reply of the old timeline is dropped.
+    for k in range(engine.buffer.reset_confirm_samples - 1):
+        engine.observe_state(clock.t - 5.0 + 0.01 * (k + 1), np.r_[0.0, 0.0, 0.1, 0.05])
     assert engine.buffer.epoch == epoch + 1
-    run(engine, clock, 0.2, stamp_offset=-5.0 + 0.0)
+    run(engine, clock, 0.2, stamp_offset=-5.0 + 0.1)
     assert engine.counters.chunks_discarded_epoch >= 1
+
+
+def test_a_clock_that_goes_back_resets_at_once():
+    """Simulated time restarting (/clock going back) confirms the reset by itself."""
+    engine, worker, clock = make_engine()
+    run(engine, clock, 0.5)
+    epoch = engine.buffer.epoch
+    clock.t -= 5.0
+    status = engine.observe_state(clock.t, np.r_[0.0, 0.0, 0.1, 0.05])
+    assert status.value == "reset_backwards" and engine.buffer.epoch == epoch + 1
 
 
 def test_settings_are_validated_and_applied_whole_at_the_next_tick():
@@ -205,7 +220,8 @@ def test_pause_latches_a_hold_until_resume_and_fresh_observations():
     engine.pause()
     paused = run(engine, clock, 0.3)
     assert all(r.status == SafetyStatus.HOLD_PAUSED for r in paused)
-    held = {tuple(np.round(r.command, 12)) for r in paused if r.command is not None}
+    # A hold is a braking stop: once the velocity has reached zero, one command stands.
+    held = {tuple(np.round(r.command, 12)) for r in paused[10:] if r.command is not None}
     assert len(held) == 1, "a paused engine must hold one command"
     engine.resume()
     resumed = run(engine, clock, 0.5)
