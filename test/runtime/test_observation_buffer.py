@@ -236,9 +236,11 @@ def test_concurrent_writers_and_reader_see_consistent_snapshots():
         except Exception as exc:  # pragma: no cover
             errors.append(exc)
 
+    done = threading.Event()
+
     def reader():
         try:
-            for _ in range(400):
+            while not done.is_set() or not snaps:  # until the writers finish (and at least one snapshot)
                 snap = buf.snapshot(now=2.0, steady_now=2.0)
                 if snap is not None:
                     snaps.append(snap)
@@ -249,8 +251,10 @@ def test_concurrent_writers_and_reader_see_consistent_snapshots():
                threading.Thread(target=writer, args=("camera/front", 0.0003)), threading.Thread(target=reader)]
     for t in threads:
         t.start()
-    for t in threads:
+    for t in threads[:2]:
         t.join(60)
+    done.set()
+    threads[2].join(60)
     assert not errors, errors
     for snap in snaps:
         for name in ("state", "camera/front"):
