@@ -46,7 +46,7 @@ from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
-from .backends.base import SamplerSettings
+from .sampler_settings import SamplerSettings
 from .chunk import ActionChunk
 from .chunk_scheduler import ChunkScheduler, SchedulerConfig
 from .generation_worker import GenerationRequest, WorkerError, obs_from_snapshot
@@ -56,7 +56,8 @@ from .safety_filter import SafetyConfig, SafetyFilter, SafetyResult, SafetyStatu
 
 LOG = logging.getLogger("genpolicy_ros.runtime.engine")
 
-STATE_STREAM = "state"
+STATE_STREAM = "state"  # the joint part of the low-dim state (from JointState)
+INPUT_PREFIX = "input/"  # non-joint low-dim inputs by name (e.g. an object pose)
 CAMERA_PREFIX = "camera/"
 BLENDING = ("none", "ensemble", "rtc")
 
@@ -149,10 +150,29 @@ class ModelInfo:
     T_p: int
     T_a: int
     dt: float
+    # Non-joint low-dim inputs: name -> the state entries it carries (config.json
+    # observation.state_inputs); every other state entry comes from the joint states.
+    state_inputs: Dict[str, tuple] = field(default_factory=dict)
+
+    def __post_init__(self):
+        claimed = [n for names in self.state_inputs.values() for n in names]
+        unknown = [n for n in claimed if n not in self.state_names]
+        if unknown or len(set(claimed)) != len(claimed):
+            raise ValueError(f"ModelInfo.state_inputs must name distinct state entries of {list(self.state_names)}, "
+                             f"got {dict(self.state_inputs)}")
+
+    @property
+    def joint_state_names(self) -> tuple:
+        """State entries read from the joint states (all but the inputs'), model order."""
+        claimed = {n for names in self.state_inputs.values() for n in names}
+        return tuple(n for n in self.state_names if n not in claimed)
 
     @classmethod
     def from_policy_config(cls, cfg) -> "ModelInfo":
+        inputs = getattr(cfg.observation, "state_inputs", None) or {}
         return cls(
+            state_inputs={name: tuple(spec["names"] if isinstance(spec, dict) else spec.names)
+                          for name, spec in inputs.items()},
             joint_names=tuple(cfg.action.joint_names),
             state_names=tuple(cfg.observation.state_names),
             camera_names=tuple(cfg.observation.camera_names),
@@ -222,7 +242,8 @@ class PolicyEngine:
         self._settings = settings or EngineSettings()
         self._pending_settings: Optional[EngineSettings] = None
         self.counters = EngineCounters()
-        streams = [STATE_STREAM] + [CAMERA_PREFIX + c for c in model.camera_names]
+        streams = [STATE_STREAM] + [INPUT_PREFIX + n for n in model.state_inputs] \
+            + [CAMERA_PREFIX + c for c in model.camera_names]
         self.buffer = ObservationBuffer(T_o=model.T_o, dt=model.dt, stream_names=streams,
                                         max_age_s=self._settings.observation_timeout_s)
         self.scheduler = ChunkScheduler(self._scheduler_config(self._settings))
@@ -237,8 +258,12 @@ class PolicyEngine:
         self._last_error: Optional[WorkerError] = None
         self._stale_reason = ""
         self._deferred_request: Optional[tuple] = None  # (now, settings) from tick(defer_request=True)
-        self._action_index = [model.state_names.index(j) if j in model.state_names else None
-                              for j in model.joint_names]
+        joint_part = model.joint_state_names
+        self._action_index = [joint_part.index(j) if j in joint_part else None for j in model.joint_names]
+        # Where the joint part and each input go in the full state vector (model order).
+        self._state_slots = {STATE_STREAM: np.array([model.state_names.index(n) for n in joint_part], dtype=int)}
+        for name, names in model.state_inputs.items():
+            self._state_slots[INPUT_PREFIX + name] = np.array([model.state_names.index(n) for n in names], dtype=int)
         observed = [(k, i) for k, i in enumerate(self._action_index) if i is not None]
         self._action_state_index = np.array([i for _, i in observed], dtype=int)  # [D_a'] into the state
         self._action_lower = model.lower_limits[[k for k, _ in observed]]  # [D_a']
@@ -286,14 +311,15 @@ class PolicyEngine:
 
     # ------------------------------------------------------------------ inputs
     def observe_state(self, stamp: float, positions: np.ndarray, arrival: Optional[float] = None) -> AddStatus:
-        """Low-dim observation ``[D_s]`` (model's state order) stamped ``stamp``.
+        """The joint part of the low-dim observation, ``[len(model.joint_state_names)]`` in
+        model order (the whole state when the model has no non-joint inputs), stamped ``stamp``.
 
         A sample whose action joints lie outside the joint limits by more than
         ``max_tracking_error`` is implausible (a bogus message) and refused
         (``OUT_OF_RANGE``): it would feed the policy and the tracking check nonsense."""
         arrival = self.steady_clock() if arrival is None else arrival
         values = np.asarray(positions)
-        if values.dtype.kind in "iuf" and values.shape == (len(self.model.state_names),):
+        if values.dtype.kind in "iuf" and values.shape == (len(self.model.joint_state_names),):
             joints = values[self._action_state_index]  # [D_a'] action joints that are observed
             tol = self._settings.max_tracking_error
             if ((joints < self._action_lower - tol) | (joints > self._action_upper + tol)).any():
@@ -308,6 +334,12 @@ class PolicyEngine:
                 self._measured_stamp = float(stamp)
                 self._measured_arrival = arrival
         return status
+
+    def observe_input(self, name: str, stamp: float, values: np.ndarray, arrival: Optional[float] = None) -> AddStatus:
+        """A non-joint low-dim input ``[len(model.state_inputs[name])]`` stamped ``stamp``:
+        same stamp checks, staleness rules and history as the joint states."""
+        arrival = self.steady_clock() if arrival is None else arrival
+        return self.buffer.add(INPUT_PREFIX + name, stamp, values, arrival_time=arrival, now=self.clock())
 
     def observe_image(self, camera: str, stamp: float, image: np.ndarray, arrival: Optional[float] = None) -> AddStatus:
         """Camera frame ``[H, W, 3]`` uint8 RGB stamped ``stamp``."""
@@ -451,7 +483,7 @@ class PolicyEngine:
         self._seq += 1
         request = GenerationRequest(
             seq=seq,
-            obs=obs_from_snapshot(snapshot, state_stream=STATE_STREAM, camera_prefix=CAMERA_PREFIX),
+            obs=obs_from_snapshot(self._full_state(snapshot), state_stream=STATE_STREAM, camera_prefix=CAMERA_PREFIX),
             t0=snapshot.t,
             settings=settings.sampler_settings(),
             seed=None if settings.seed is None else (int(settings.seed) + seq) % 2**31,
@@ -466,6 +498,17 @@ class PolicyEngine:
         self._in_flight = seq
         self.counters.requests += 1
         self.worker.submit(request)
+
+    def _full_state(self, snapshot) -> dict:
+        """Snapshot streams -> ``{"state": [T_o, D_s] in model order, "camera/...": ...}``."""
+        if not self.model.state_inputs:
+            return snapshot.data
+        data = {k: v for k, v in snapshot.data.items() if not k.startswith(INPUT_PREFIX)}
+        state = np.empty((self.model.T_o, len(self.model.state_names)), dtype=np.float64)  # [T_o, D_s]
+        for stream, slots in self._state_slots.items():
+            state[:, slots] = snapshot.data[stream]
+        data[STATE_STREAM] = state
+        return data
 
     # ------------------------------------------------------------------ reporting
     def stats(self) -> dict:

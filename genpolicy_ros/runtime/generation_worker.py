@@ -67,7 +67,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from .backends.base import SamplerSettings
+from .sampler_settings import SamplerSettings
 from .chunk import ActionChunk
 
 LOG = logging.getLogger("genpolicy_ros.runtime.generation_worker")
