@@ -258,6 +258,7 @@ class PolicyEngine:
         self._last_error: Optional[WorkerError] = None
         self._stale_reason = ""
         self._deferred_request: Optional[tuple] = None  # (now, settings) from tick(defer_request=True)
+        self.last_result: Optional[TickResult] = None  # of the latest tick (diagnostics)
         joint_part = model.joint_state_names
         self._action_index = [joint_part.index(j) if j in joint_part else None for j in model.joint_names]
         # Where the joint part and each input go in the full state vector (model order).
@@ -353,6 +354,12 @@ class PolicyEngine:
         """End a pause once a measured position newer than now arrives."""
         self.safety.resume(self.clock())
 
+    def start_from_measured(self) -> None:
+        """Operator's decision: forget the last command; the next first action starts from a
+        confirmed measured position (see SafetyFilter.forget). The caller must make sure no
+        command stream is running (the node allows it only before the first action)."""
+        self.safety.forget()
+
     def reset(self) -> None:
         """Forget plan and history (lifecycle activate / deactivate)."""
         self.buffer.reset()
@@ -398,8 +405,19 @@ class PolicyEngine:
             self.counters.commands += 1
         if result.status.is_hold:
             self.counters.holds += 1
-        return TickResult(now=now, command=result.command, status=result.status, reasons=reasons,
-                          velocity=result.velocity, merged_chunk=merged)
+        self.last_result = TickResult(now=now, command=result.command, status=result.status, reasons=reasons,
+                                      velocity=result.velocity, merged_chunk=merged)
+        return self.last_result
+
+    def stop_tick(self, now: Optional[float] = None) -> TickResult:
+        """A tick that only holds — deactivate / shutdown: the safety filter's braking stop
+        (velocity to zero at the acceleration limit, then standing still); no request."""
+        now = self.clock() if now is None else float(now)
+        with self._lock:
+            measured, measured_stamp = self._measured, self._measured_stamp
+        result = self.safety.filter(None, measured, now, measured_stamp=measured_stamp)
+        return TickResult(now=now, command=result.command, status=result.status,
+                          reasons=("stopping",) + tuple(result.reasons[1:]), velocity=result.velocity)
 
     def run_deferred_request(self) -> None:
         """Second half of ``tick(defer_request=True)``: request the next chunk if it is due.

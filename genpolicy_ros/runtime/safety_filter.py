@@ -45,7 +45,10 @@ once ``confirm_samples`` consecutive measured positions agree within
 ``max_tracking_error`` (one bogus message cannot place the anchor). The first action steps
 from there under the limits (status ``RAMPING`` while the target is farther than
 ``max_jump``). `restart` (lifecycle activate, plan reset) keeps the last command: the next
-action steps from it, ramping the same way.
+action steps from it, ramping the same way. Only `forget` — an explicit operator action
+(the node's ``~/start_from_measured`` service, e.g. after moving the robot by hand while the
+node was inactive) — drops the last command so that a confirmed measured position becomes
+the anchor again.
 
 Motion law, per joint, each call (``e = clamp(target) − previous command``)::
 
@@ -310,6 +313,22 @@ class SafetyFilter:
             self._restarted = True
             self._ramping = False
             self._last_target = None
+
+    def forget(self) -> None:
+        """Forget the last command (an operator's explicit decision, e.g. after moving the
+        robot while the node was inactive): the next first action starts from a confirmed
+        measured position again. Never called on any automatic path."""
+        with self._lock:
+            self._prev = None
+            self._prev_vel = np.zeros(self.config.dim)
+            self._last_target = None
+            self._window = _CommandWindow(self.config.window_ticks, self.config.dim)
+            self._recent.clear()
+            self._tracking_fault = False
+            self._consistent = 0
+            self._tracking_error = np.zeros(self.config.dim)
+            self._restarted = True
+            self._ramping = False
 
     # ------------------------------------------------------------------ filtering
     def filter(self, target: Optional[ArrayLike], measured_position: Optional[ArrayLike], now: float, *,
