@@ -471,6 +471,8 @@ class PolicyNode(LifecycleNode):
         self._reset_runtime()
         if self._joint_names_from_model:  # back to "from the model" for the next configure
             self._joint_names_from_model = False
+            if not self.context.ok():  # shutting down: nothing will configure again
+                return
             try:
                 self.set_parameters([Parameter("joint_names", value=[])])
             except Exception as exc:  # noqa: BLE001 - e.g. the context is already shut down
