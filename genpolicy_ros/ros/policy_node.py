@@ -48,7 +48,6 @@ diagnostics timer runs on the steady clock for the same reason.
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import threading
 import time
@@ -62,9 +61,8 @@ from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from std_srvs.srv import Trigger
 
-from genpolicy_ros.runtime.engine import EngineSettings, ModelInfo, PolicyEngine
+from genpolicy_ros.runtime.engine import ModelInfo, PolicyEngine
 from genpolicy_ros.runtime.latency import LatencyTracker
 from genpolicy_ros.runtime.rate_loop import RateLoop
 
@@ -72,6 +70,8 @@ from .diagnostics import build_diagnostic_array
 from .model_lookup import resolve_model_path
 from .node_inputs import InputSettings, ObservationInputs, camera_topics  # noqa: F401 (re-exported)
 from .node_output import ACTION_CHUNK_TOPIC, FORWARD_TOPIC, TRAJECTORY_TOPIC, CommandOutput
+from .node_services import NodeServices
+from .node_settings import backend_precheck, engine_settings, input_settings, model_checks
 from .node_status import StatusReporter
 from .parameters import SPECS, NodeParams, declaration_list, validate_ros_parameters
 from .qos import command_qos
@@ -79,24 +79,8 @@ from .qos import command_qos
 NODE_NAME = "genpolicy"
 JOINT_STATES_TOPIC = "joint_states"
 DIAGNOSTICS_TOPIC = "/diagnostics"
-_SAMPLERS_OF_KIND = {"flow": ("flow",), "diffusion": ("ddim", "ddpm"), "regression": ()}
 _WARN_THROTTLE_S = 2.0
-# What a backend needs before the child even tries (the child makes the real check).
-_BACKEND_MODULES = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
-
-
-def backend_precheck(backend: str, device: str) -> str:
-    """Torch-free "can this backend possibly run here" ('' = try it); the generation child
-    makes the real check. Saves several child restarts on an obvious misconfiguration."""
-    module = _BACKEND_MODULES.get(backend)
-    if module and importlib.util.find_spec(module) is None:
-        return f"Python package {module!r} is not installed"
-    if backend == "tensorrt" and device == "cpu":
-        return "TensorRT needs a CUDA device"
-    return ""
-
-
-class PolicyNode(LifecycleNode):
+class PolicyNode(NodeServices, LifecycleNode):
     """The policy lifecycle node; see the module docstring.
 
     Args:
@@ -219,20 +203,7 @@ class PolicyNode(LifecycleNode):
     # ================================================================== parameters
     def _model_checks(self, values: Dict[str, Any]) -> str:
         """Checks that need the model ('' = fine)."""
-        cfg = self._config
-        if cfg is None:
-            return ""
-        fits = _SAMPLERS_OF_KIND.get(cfg.kind, ())
-        sampler = values["sampler"]
-        if sampler != "auto" and sampler not in fits:
-            return (f"sampler {sampler!r} does not fit this {cfg.kind} model "
-                    f"(use auto or one of {list(fits)})")
-        effective = cfg.default_sampler if sampler == "auto" else sampler
-        if cfg.kind == "diffusion" and effective == "ddim" \
-                and values["num_steps"] > cfg.diffusion.num_train_steps:
-            return (f"num_steps {values['num_steps']} exceeds the model's {cfg.diffusion.num_train_steps} "
-                    "diffusion training steps")
-        return ""
+        return model_checks(self._config, values) if self._config is not None else ""
 
     def _on_set_parameters(self, parameters):
         """Validation only; the validated set is applied by the executor at its next tick."""
@@ -255,31 +226,17 @@ class PolicyNode(LifecycleNode):
                 self._apply_staged()
         return result
 
-    def _engine_settings(self, p: NodeParams) -> EngineSettings:
-        sampler = None if p.sampler == "auto" else p.sampler  # None = the model's default
-        return EngineSettings(
-            sampler=sampler, num_steps=p.num_steps,
-            guidance_scale=p.guidance_scale, ddim_eta=p.ddim_eta, control_rate_hz=p.control_rate_hz,
-            action_horizon=p.action_horizon, chunk_blending=p.chunk_blending,
-            inference_delay_steps=p.inference_delay_steps, max_joint_velocity=p.max_joint_velocity,
-            max_joint_acceleration=p.max_joint_acceleration, max_tracking_error=p.max_tracking_error,
-            observation_timeout_s=p.observation_timeout_s, enabled=p.enabled, seed=p.seed)
-
-    def _make_input_settings(self, p: NodeParams) -> InputSettings:
-        resize = self._config.observation.image_preprocess if p.image_resize == "auto" else p.image_resize
-        return InputSettings(unstamped_inputs=p.unstamped_inputs, image_resize=resize)
-
     def _apply_staged(self) -> None:
         with self._staged_lock:
             params, self._staged = self._staged, None
         if params is None or self._engine is None:
             return
         try:
-            self._engine.update_settings(self._engine_settings(params))
+            self._engine.update_settings(engine_settings(params))
         except ValueError as exc:  # validated already; a derived config may still refuse
             self.get_logger().error(f"parameters not applied: {exc}")
             return
-        self._input_settings = self._make_input_settings(params)
+        self._input_settings = input_settings(params, self._config)
         self._params = params
 
     # ================================================================== lifecycle
@@ -347,7 +304,7 @@ class PolicyNode(LifecycleNode):
         from genpolicy_ros.runtime.generation_worker import GenerationWorker, WorkerConfig, WorkerError
 
         log = self.get_logger()
-        settings = self._engine_settings(params)
+        settings = engine_settings(params)
         why = backend_precheck(params.backend, params.device)
         if why:  # fail fast here rather than after several child restarts
             log.error(f"configure failed: backend {params.backend} is not available on {params.device}: {why}")
@@ -376,7 +333,7 @@ class PolicyNode(LifecycleNode):
         self._engine = PolicyEngine(self._model, self._worker, settings, clock=self._ros_now,
                                     steady_clock=time.monotonic, latency=latency)
         self._params = params
-        self._input_settings = self._make_input_settings(params)
+        self._input_settings = input_settings(params, self._config)
         self._loop = RateLoop(params.control_rate_hz, self._on_tick, name="genpolicy-executor",
                               on_error=self._on_tick_error)
         return True
@@ -393,12 +350,7 @@ class PolicyNode(LifecycleNode):
                                          lambda: self._input_settings, (self._sensor_group, self._image_group))
         self.add_managed_entity(self._inputs)
         self._subscriptions_made = self._inputs.create_subscriptions()
-        self._services_made = [
-            self.create_service(Trigger, "~/pause", self._on_pause, callback_group=self._service_group),
-            self.create_service(Trigger, "~/resume", self._on_resume, callback_group=self._service_group),
-            self.create_service(Trigger, "~/start_from_measured", self._on_start_from_measured,
-                                callback_group=self._service_group),
-        ]
+        self._services_made = self._create_services(self._service_group)
         self._status.restart_window()
         self._diagnostics_timer = self.create_timer(self._diagnostics_period_s, self._publish_diagnostics,
                                                     callback_group=self._diagnostics_group,
@@ -484,47 +436,6 @@ class PolicyNode(LifecycleNode):
             self._destroy_runtime()
         finally:
             super().destroy_node()
-
-    # ================================================================== services
-    def _on_pause(self, request, response):
-        if self._engine is None or not self._active:
-            response.success, response.message = False, f"node is {self._state_label}, not active"
-            return response
-        self._engine.pause()
-        response.success, response.message = True, "paused: holding until ~/resume"
-        self.get_logger().info("paused by service call")
-        return response
-
-    def _on_resume(self, request, response):
-        if self._engine is None or not self._active:
-            response.success, response.message = False, f"node is {self._state_label}, not active"
-            return response
-        if not self._engine.safety.paused:
-            response.success, response.message = False, "not paused"
-            return response
-        self._engine.resume()
-        response.success = True
-        response.message = "resuming at the next fresh joint state"
-        self.get_logger().info("resume requested by service call")
-        return response
-
-    def _on_start_from_measured(self, request, response):
-        """Forget the last command so the next first action starts from the measured
-        position — after the robot was moved while no command was streaming (e.g. by hand,
-        another controller, a simulator reset). Refused while commands are being published."""
-        if self._engine is None:
-            response.success, response.message = False, f"node is {self._state_label}: configure it first"
-            return response
-        if self._active and self._output.started:
-            response.success = False
-            response.message = ("commands are streaming: deactivate first (starting from the measured position "
-                                "mid-stream would make the command jump)")
-            return response
-        self._engine.start_from_measured()
-        response.success = True
-        response.message = "the next first action starts from a confirmed measured position"
-        self.get_logger().info("start_from_measured: the last command is forgotten")
-        return response
 
     # ================================================================== the executor tick
     def _on_tick(self, tick) -> None:
