@@ -67,7 +67,8 @@ EXTRAS = {
     ],
     # Test-only peers.
     # colcon builds the package in a workspace in test/ros/test_colcon_install.py.
-    "test": ["pytest>=7", "pytest-timeout>=2.1", "diffusers>=0.25", "colcon-common-extensions>=0.3"],
+    "test": ["pytest>=7", "pytest-timeout>=2.1", "diffusers>=0.25", "colcon-common-extensions>=0.3",
+             "hypothesis>=6.80"],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() for req in reqs})
 

@@ -84,6 +84,9 @@ def _floats(obj, attr: str) -> tuple:
     return value
 
 
+IMAGE_PREPROCESS = ("resize", "center_crop_resize")  # runtime/images.py IMAGE_FITS minus "reject"
+
+
 def _choice(obj, attr: str, choices) -> None:
     value = getattr(obj, attr)
     _need(value in choices, f"{type(obj).__name__}.{attr}", f"must be one of {list(choices)}, got {value!r}")
@@ -182,10 +185,14 @@ class ObservationSpec:
     camera_names: tuple = ()
     image_size: tuple = (96, 96)  # (H, W) of every camera image fed to the encoder
     state_inputs: dict = field(default_factory=dict)
+    # How recorded frames were brought to image_size for training (runtime/images.py):
+    # "resize" (whole frame scaled) or "center_crop_resize"; the node applies the same.
+    image_preprocess: str = "resize"
 
     def __post_init__(self):
         names = _names(self, "state_names", allow_empty=False)
         _names(self, "camera_names", allow_empty=True)
+        _choice(self, "image_preprocess", IMAGE_PREPROCESS)
         size = self.image_size
         _need(isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(s) and s > 0 for s in size),
               "ObservationSpec.image_size", f"must be (H, W) with positive ints, got {size!r}")

@@ -25,11 +25,15 @@ window*, i.e. since the previous report, so a level recovers once the fault is g
 ``rejected_messages``             input messages rejected (bad encoding, ragged, ...)
 ``observation_age_s``             age of the oldest required observation
 ``observation_timeout_s``         the staleness limit
+``tracking_fault``                True while the safety filter holds because the measured
+                                  position disagrees with the recent commands
+``tracking_error_max``            that disagreement (largest joint, rad or m)
 ================================  ==========================================================
 
 Level rules (reliability.md rows 1, 4, 7, 8, 11):
 
 - ERROR: ``state == "error"``; ``non_finite > 0``; ``generation_errors > 0``;
+  ``tracking_fault`` (measured position vs commands, runtime/safety_filter.py);
   observation older than 2 × ``observation_timeout_s``.
 - WARN: observation older than ``observation_timeout_s``; holding while not paused
   (``hold_reason`` set or ``holds > 0``); ``drops > 0``;
@@ -72,6 +76,10 @@ def diagnostic_level(stats: Mapping[str, Any]) -> Tuple[int, List[str]]:
     non_finite = _num(stats, "non_finite")
     if non_finite:
         errors.append(f"{int(non_finite)} non-finite policy output(s) rejected")
+    if stats.get("tracking_fault"):
+        error = _num(stats, "tracking_error_max")
+        errors.append("measured position disagrees with the commands"
+                      + (f" by {error:.3g}" if error is not None else "") + ": holding the last command")
     gen_errors = _num(stats, "generation_errors")
     if gen_errors:
         errors.append(f"{int(gen_errors)} generation error(s)")

@@ -173,6 +173,20 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec("max_joint_acceleration", DOUBLE, 20.0,
               "Acceleration limit per joint applied by the safety filter (rad/s² or m/s²).",
               runtime=True, minimum=0.0, maximum=10000.0, min_exclusive=True),
+    ParamSpec("max_tracking_error", DOUBLE, 0.3,
+              "Hold (ERROR on /diagnostics) when a measured joint position is farther than this from "
+              "the commands of the last 0.5 s (rad or m): a robot that did not follow, or a bogus joint "
+              "state; resumes from the last command after consistent measurements, never jumps.",
+              runtime=True, minimum=0.0, maximum=100.0, min_exclusive=True),
+    ParamSpec("unstamped_inputs", STRING, "reject",
+              "Messages with header stamp 0: reject (default; latency compensation needs the sensor's "
+              "stamp) or receive_time (stamp them on arrival with the node's clock: transport and "
+              "driver delays become invisible).",
+              runtime=True, choices=("reject", "receive_time")),
+    ParamSpec("image_resize", STRING, "auto",
+              "Camera frames of another size than the model's: auto (the preprocessing the model was "
+              "trained with, observation.image_preprocess), resize, center_crop_resize or reject.",
+              runtime=True, choices=("auto", "resize", "center_crop_resize", "reject")),
     ParamSpec("observation_timeout_s", DOUBLE, 0.5,
               "Observations older than this (by header stamp) stop generation and hold.",
               runtime=True, minimum=0.0, maximum=3600.0, min_exclusive=True),
@@ -260,6 +274,9 @@ class NodeParams:
     joint_names: Tuple[str, ...] = SPECS["joint_names"].default
     max_joint_velocity: float = SPECS["max_joint_velocity"].default
     max_joint_acceleration: float = SPECS["max_joint_acceleration"].default
+    max_tracking_error: float = SPECS["max_tracking_error"].default
+    unstamped_inputs: str = SPECS["unstamped_inputs"].default
+    image_resize: str = SPECS["image_resize"].default
     observation_timeout_s: float = SPECS["observation_timeout_s"].default
     enabled: bool = SPECS["enabled"].default
     seed: int = SPECS["seed"].default

@@ -41,132 +41,24 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from .backends.base import SamplerSettings
 from .chunk import ActionChunk
 from .chunk_scheduler import ChunkScheduler, SchedulerConfig
 from .generation_worker import GenerationRequest, WorkerError, obs_from_snapshot
 from .latency import LatencyTracker
 from .observation_buffer import AddStatus, ObservationBuffer
+from .engine_settings import BLENDING, EngineSettings, ModelInfo  # noqa: F401  (re-exported)
 from .safety_filter import SafetyConfig, SafetyFilter, SafetyResult, SafetyStatus
 
 LOG = logging.getLogger("genpolicy_ros.runtime.engine")
 
-STATE_STREAM = "state"
+STATE_STREAM = "state"  # the joint part of the low-dim state (from JointState)
+INPUT_PREFIX = "input/"  # non-joint low-dim inputs by name (e.g. an object pose)
 CAMERA_PREFIX = "camera/"
-BLENDING = ("none", "ensemble", "rtc")
-
-
-def _number(name: str, value, lo: float, hi: float, integer: bool = False):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if integer and int(value) != value:
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if not math.isfinite(float(value)) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """Run-time settings (the ★ parameters of the node), validated on construction.
-
-    ``sampler``/``num_steps``/``ddim_eta``/``action_horizon`` ``None`` = the model's
-    default. ``inference_delay_steps = -1`` measures the delay (p95 latency + observation
-    age, in rows); ``>= 0`` fixes it (reproducible replays). ``seed = None`` draws fresh
-    noise per chunk; an int gives chunk ``k`` the seed ``seed + k`` (deterministic runs).
-    """
-
-    sampler: Optional[str] = None
-    num_steps: Optional[int] = None
-    guidance_scale: float = 1.0
-    ddim_eta: Optional[float] = None
-    control_rate_hz: float = 100.0
-    action_horizon: Optional[int] = None
-    chunk_blending: str = "rtc"
-    # "hard" (replace the prefix at every sampler step) measured smoother seams than the
-    # guided (RTC vector-Jacobian) variant on the shipped models and runs in the ONNX graph.
-    rtc_prefix_mode: str = "hard"
-    inference_delay_steps: int = -1
-    max_joint_velocity: float = 2.0  # rad/s (or m/s), every joint
-    max_joint_acceleration: float = 20.0  # rad/s², every joint
-    max_jump: float = 0.05  # first action vs measured position
-    position_margin: float = 0.01
-    observation_timeout_s: float = 0.5
-    enabled: bool = True
-    seed: Optional[int] = 0
-
-    def __post_init__(self):
-        if self.sampler is not None and self.sampler not in ("flow", "ddim", "ddpm"):
-            raise ValueError(f"sampler must be flow, ddim or ddpm, got {self.sampler!r}")
-        if self.num_steps is not None:
-            _number("num_steps", self.num_steps, 1, 1000, integer=True)
-        _number("guidance_scale", self.guidance_scale, 0.0, 20.0)
-        if self.ddim_eta is not None:
-            _number("ddim_eta", self.ddim_eta, 0.0, 1.0)
-        _number("control_rate_hz", self.control_rate_hz, 1.0, 1000.0)
-        if self.action_horizon is not None:
-            _number("action_horizon", self.action_horizon, 1, 1000, integer=True)
-        if self.chunk_blending not in BLENDING:
-            raise ValueError(f"chunk_blending must be one of {BLENDING}, got {self.chunk_blending!r}")
-        if self.rtc_prefix_mode not in ("guided", "hard"):
-            raise ValueError(f"rtc_prefix_mode must be guided or hard, got {self.rtc_prefix_mode!r}")
-        _number("inference_delay_steps", self.inference_delay_steps, -1, 1000, integer=True)
-        _number("max_joint_velocity", self.max_joint_velocity, 1e-6, 100.0)
-        _number("max_joint_acceleration", self.max_joint_acceleration, 1e-6, 1e4)
-        _number("max_jump", self.max_jump, 0.0, 10.0)
-        _number("position_margin", self.position_margin, 0.0, 10.0)
-        _number("observation_timeout_s", self.observation_timeout_s, 1e-3, 3600.0)
-        if not isinstance(self.enabled, bool):
-            raise ValueError(f"enabled must be a bool, got {self.enabled!r}")
-        if self.seed is not None:
-            _number("seed", self.seed, 0, 2**31 - 1, integer=True)
-
-    @property
-    def period_s(self) -> float:
-        return 1.0 / self.control_rate_hz
-
-    def sampler_settings(self) -> SamplerSettings:
-        return SamplerSettings(sampler=self.sampler, num_steps=self.num_steps,
-                               guidance_scale=float(self.guidance_scale), eta=self.ddim_eta)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the engine needs to know about the model (from its config.json)."""
-
-    joint_names: tuple  # action joints, model order
-    state_names: tuple  # low-dim observation dims, model order
-    camera_names: tuple  # () for state-only models
-    lower_limits: np.ndarray  # [D_a]
-    upper_limits: np.ndarray  # [D_a]
-    T_o: int
-    T_p: int
-    T_a: int
-    dt: float
-
-    @classmethod
-    def from_policy_config(cls, cfg) -> "ModelInfo":
-        return cls(
-            joint_names=tuple(cfg.action.joint_names),
-            state_names=tuple(cfg.observation.state_names),
-            camera_names=tuple(cfg.observation.camera_names),
-            lower_limits=np.asarray(cfg.action.lower_limits, dtype=float),
-            upper_limits=np.asarray(cfg.action.upper_limits, dtype=float),
-            T_o=int(cfg.horizon.T_o),
-            T_p=int(cfg.horizon.T_p),
-            T_a=int(cfg.horizon.T_a),
-            dt=float(cfg.horizon.dt),
-        )
-
-    @property
-    def action_dim(self) -> int:
-        return len(self.joint_names)
-
-
 @dataclass
 class TickResult:
     """What one tick decided: the command to publish (None = publish nothing)."""
@@ -220,7 +112,8 @@ class PolicyEngine:
         self._settings = settings or EngineSettings()
         self._pending_settings: Optional[EngineSettings] = None
         self.counters = EngineCounters()
-        streams = [STATE_STREAM] + [CAMERA_PREFIX + c for c in model.camera_names]
+        streams = [STATE_STREAM] + [INPUT_PREFIX + n for n in model.state_inputs] \
+            + [CAMERA_PREFIX + c for c in model.camera_names]
         self.buffer = ObservationBuffer(T_o=model.T_o, dt=model.dt, stream_names=streams,
                                         max_age_s=self._settings.observation_timeout_s)
         self.scheduler = ChunkScheduler(self._scheduler_config(self._settings))
@@ -232,12 +125,20 @@ class PolicyEngine:
         self._request_epoch: Dict[int, int] = {}
         self._seq = 0
         self._epoch_seen = self.buffer.epoch
-        self._last_command: Optional[np.ndarray] = None
         self._last_error: Optional[WorkerError] = None
         self._stale_reason = ""
         self._deferred_request: Optional[tuple] = None  # (now, settings) from tick(defer_request=True)
-        self._action_index = [model.state_names.index(j) if j in model.state_names else None
-                              for j in model.joint_names]
+        self.last_result: Optional[TickResult] = None  # of the latest tick (diagnostics)
+        joint_part = model.joint_state_names
+        self._action_index = [joint_part.index(j) if j in joint_part else None for j in model.joint_names]
+        # Where the joint part and each input go in the full state vector (model order).
+        self._state_slots = {STATE_STREAM: np.array([model.state_names.index(n) for n in joint_part], dtype=int)}
+        for name, names in model.state_inputs.items():
+            self._state_slots[INPUT_PREFIX + name] = np.array([model.state_names.index(n) for n in names], dtype=int)
+        observed = [(k, i) for k, i in enumerate(self._action_index) if i is not None]
+        self._action_state_index = np.array([i for _, i in observed], dtype=int)  # [D_a'] into the state
+        self._action_lower = model.lower_limits[[k for k, _ in observed]]  # [D_a']
+        self._action_upper = model.upper_limits[[k for k, _ in observed]]  # [D_a']
 
     # ------------------------------------------------------------------ configuration
     def _scheduler_config(self, s: EngineSettings) -> SchedulerConfig:
@@ -248,7 +149,8 @@ class PolicyEngine:
     def _safety_config(self, s: EngineSettings) -> SafetyConfig:
         return SafetyConfig(lower=self.model.lower_limits, upper=self.model.upper_limits,
                             max_velocity=s.max_joint_velocity, max_acceleration=s.max_joint_acceleration,
-                            dt=s.period_s, position_margin=s.position_margin, max_jump=s.max_jump)
+                            dt=s.period_s, position_margin=s.position_margin, max_jump=s.max_jump,
+                            max_tracking_error=s.max_tracking_error)
 
     @property
     def settings(self) -> EngineSettings:
@@ -280,8 +182,20 @@ class PolicyEngine:
 
     # ------------------------------------------------------------------ inputs
     def observe_state(self, stamp: float, positions: np.ndarray, arrival: Optional[float] = None) -> AddStatus:
-        """Low-dim observation ``[D_s]`` (model's state order) stamped ``stamp``."""
+        """The joint part of the low-dim observation, ``[len(model.joint_state_names)]`` in
+        model order (the whole state when the model has no non-joint inputs), stamped ``stamp``.
+
+        A sample whose action joints lie outside the joint limits by more than
+        ``max_tracking_error`` is implausible (a bogus message) and refused
+        (``OUT_OF_RANGE``): it would feed the policy and the tracking check nonsense."""
         arrival = self.steady_clock() if arrival is None else arrival
+        values = np.asarray(positions)
+        if values.dtype.kind in "iuf" and values.shape == (len(self.model.joint_state_names),):
+            joints = values[self._action_state_index]  # [D_a'] action joints that are observed
+            tol = self._settings.max_tracking_error
+            if ((joints < self._action_lower - tol) | (joints > self._action_upper + tol)).any():
+                self.buffer.count(AddStatus.OUT_OF_RANGE)
+                return AddStatus.OUT_OF_RANGE
         status = self.buffer.add(STATE_STREAM, stamp, positions, arrival_time=arrival, now=self.clock())
         if status.accepted:
             values = np.asarray(positions, dtype=float)
@@ -291,6 +205,12 @@ class PolicyEngine:
                 self._measured_stamp = float(stamp)
                 self._measured_arrival = arrival
         return status
+
+    def observe_input(self, name: str, stamp: float, values: np.ndarray, arrival: Optional[float] = None) -> AddStatus:
+        """A non-joint low-dim input ``[len(model.state_inputs[name])]`` stamped ``stamp``:
+        same stamp checks, staleness rules and history as the joint states."""
+        arrival = self.steady_clock() if arrival is None else arrival
+        return self.buffer.add(INPUT_PREFIX + name, stamp, values, arrival_time=arrival, now=self.clock())
 
     def observe_image(self, camera: str, stamp: float, image: np.ndarray, arrival: Optional[float] = None) -> AddStatus:
         """Camera frame ``[H, W, 3]`` uint8 RGB stamped ``stamp``."""
@@ -303,6 +223,12 @@ class PolicyEngine:
     def resume(self) -> None:
         """End a pause once a measured position newer than now arrives."""
         self.safety.resume(self.clock())
+
+    def start_from_measured(self) -> None:
+        """Operator's decision: forget the last command; the next first action starts from a
+        confirmed measured position (see SafetyFilter.forget). The caller must make sure no
+        command stream is running (the node allows it only before the first action)."""
+        self.safety.forget()
 
     def reset(self) -> None:
         """Forget plan and history (lifecycle activate / deactivate)."""
@@ -345,16 +271,23 @@ class PolicyEngine:
         result: SafetyResult = self.safety.filter(target, measured, now, measured_stamp=measured_stamp,
                                                   stale=stale)
         reasons = tuple(result.reasons) + ((self._stale_reason,) if stale else ())
-        velocity = None
         if result.command is not None:
             self.counters.commands += 1
-            if self._last_command is not None:
-                velocity = (result.command - self._last_command) / settings.period_s  # [D_a]
-            self._last_command = result.command
         if result.status.is_hold:
             self.counters.holds += 1
-        return TickResult(now=now, command=result.command, status=result.status, reasons=reasons,
-                          velocity=velocity, merged_chunk=merged)
+        self.last_result = TickResult(now=now, command=result.command, status=result.status, reasons=reasons,
+                                      velocity=result.velocity, merged_chunk=merged)
+        return self.last_result
+
+    def stop_tick(self, now: Optional[float] = None) -> TickResult:
+        """A tick that only holds — deactivate / shutdown: the safety filter's braking stop
+        (velocity to zero at the acceleration limit, then standing still); no request."""
+        now = self.clock() if now is None else float(now)
+        with self._lock:
+            measured, measured_stamp = self._measured, self._measured_stamp
+        result = self.safety.filter(None, measured, now, measured_stamp=measured_stamp)
+        return TickResult(now=now, command=result.command, status=result.status,
+                          reasons=("stopping",) + tuple(result.reasons[1:]), velocity=result.velocity)
 
     def run_deferred_request(self) -> None:
         """Second half of ``tick(defer_request=True)``: request the next chunk if it is due.
@@ -438,7 +371,7 @@ class PolicyEngine:
         self._seq += 1
         request = GenerationRequest(
             seq=seq,
-            obs=obs_from_snapshot(snapshot, state_stream=STATE_STREAM, camera_prefix=CAMERA_PREFIX),
+            obs=obs_from_snapshot(self._full_state(snapshot), state_stream=STATE_STREAM, camera_prefix=CAMERA_PREFIX),
             t0=snapshot.t,
             settings=settings.sampler_settings(),
             seed=None if settings.seed is None else (int(settings.seed) + seq) % 2**31,
@@ -453,6 +386,17 @@ class PolicyEngine:
         self._in_flight = seq
         self.counters.requests += 1
         self.worker.submit(request)
+
+    def _full_state(self, snapshot) -> dict:
+        """Snapshot streams -> ``{"state": [T_o, D_s] in model order, "camera/...": ...}``."""
+        if not self.model.state_inputs:
+            return snapshot.data
+        data = {k: v for k, v in snapshot.data.items() if not k.startswith(INPUT_PREFIX)}
+        state = np.empty((self.model.T_o, len(self.model.state_names)), dtype=np.float64)  # [T_o, D_s]
+        for stream, slots in self._state_slots.items():
+            state[:, slots] = snapshot.data[stream]
+        data[STATE_STREAM] = state
+        return data
 
     # ------------------------------------------------------------------ reporting
     def stats(self) -> dict:

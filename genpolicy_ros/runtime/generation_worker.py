@@ -67,7 +67,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from .backends.base import SamplerSettings
+from .sampler_settings import SamplerSettings
 from .chunk import ActionChunk
 
 LOG = logging.getLogger("genpolicy_ros.runtime.generation_worker")
@@ -332,7 +332,9 @@ class _Engine:
         self.policy = getattr(importlib.import_module(module), func)(cfg.model_dir)
         self.policy.eval()
         cache_dir = cfg.cache_dir if cfg.cache_dir is not None else default_cache_dir(cfg.model_dir)
-        self.backend = create_backend(cfg.backend, self.policy, cfg.device, cache_dir,
+        # "auto" is resolved here, in the process that owns torch (the node never imports it).
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        self.backend = create_backend(cfg.backend, self.policy, device, cache_dir,
                                       num_threads=cfg.num_threads)
         example = cfg.example_obs or example_obs_from_config(self.policy.config)
         example_t = to_policy_obs(example)
@@ -351,7 +353,8 @@ class _Engine:
         self.T_p = int(self.policy.config.horizon.T_p)
         self.D_a = int(self.policy.config.action.dim)
         self.dt = float(self.policy.config.horizon.dt)
-        self.info = {"backend": self.backend.describe(), "prepare_s": self.prepare_s, "dt": self.dt,
+        self.info = {"backend": self.backend.describe(), "device": device, "prepare_s": self.prepare_s,
+                     "dt": self.dt,
                      "fallbacks": list(getattr(self.backend, "fallbacks", [])), "pid": os.getpid()}
 
     def generate(self, req: GenerationRequest, obs: Mapping[str, Any]) -> tuple[np.ndarray, dict]:

@@ -22,9 +22,22 @@ conventions). Two clocks are involved:
   fires when ``/clock`` stops and ROS time freezes (reliability.md row 14).
 
 Bad data never raises: ``add`` returns an `AddStatus` (reliability.md rows 5, 17).
-A stamp that goes backwards in any stream (bag loop) resets *all* streams, so a snapshot
-never mixes two timelines; the sample is kept as the first of the new timeline and
-``epoch`` increments (callers should reset the chunk scheduler when it changes).
+
+**Time resets vs stale messages.** One message must not reset anything: a stamp behind a
+stream's newest one is *dropped* (``STAMP_BACKWARDS``, counted) unless a genuine time reset
+is confirmed, either
+
+* by the stamp clock itself: ``now`` is behind the stream's newest stamp by more than
+  ``future_tolerance_s`` — our own clock went back (``/clock`` restarted with a bag loop or
+  a simulator reset): the reset is immediate; or
+* by ``reset_confirm_samples`` consecutive messages of that stream, each more than
+  ``future_tolerance_s`` behind the old newest stamp, increasing among themselves, with no
+  message on the old timeline in between (a sender whose time base really changed).
+
+A confirmed reset clears *all* streams, so a snapshot never mixes two timelines; the new
+timeline's samples are kept and ``epoch`` increments (callers reset the chunk scheduler
+when it changes). A message only slightly behind (within ``future_tolerance_s``: out of
+order, or after one slightly-future stamp) is dropped and never starts a candidate timeline.
 
 Copies are minimal: ``add`` stores a reference to ``value`` (the caller hands over
 ownership and must not mutate it afterwards); ``snapshot`` stacks the T_o selected
@@ -48,7 +61,8 @@ class AddStatus(str, enum.Enum):
     """Outcome of `ObservationBuffer.add`."""
 
     ACCEPTED = "accepted"
-    RESET_BACKWARDS = "reset_backwards"  # accepted as first sample after a reset of all streams
+    RESET_BACKWARDS = "reset_backwards"  # accepted: a confirmed time reset cleared all streams
+    STAMP_BACKWARDS = "stamp_backwards"  # behind the newest stamp, no confirmed time reset: dropped (stale)
     UNKNOWN_STREAM = "unknown_stream"
     STAMP_ZERO = "stamp_zero"  # 0 or negative: header never filled in
     STAMP_NONFINITE = "stamp_nonfinite"
@@ -56,6 +70,7 @@ class AddStatus(str, enum.Enum):
     DUPLICATE_STAMP = "duplicate_stamp"
     BAD_VALUE = "bad_value"  # not an array / non-finite floats / shape changed
     BAD_ARRIVAL_TIME = "bad_arrival_time"
+    OUT_OF_RANGE = "out_of_range"  # refused by the caller: implausible values (e.g. far outside joint limits)
 
     @property
     def accepted(self) -> bool:
@@ -98,7 +113,7 @@ class ObservationSnapshot:
 class _Stream:
     """Samples of one stream in stamp order (parallel lists; appends are O(1))."""
 
-    __slots__ = ("stamps", "values", "arrival", "shape", "dtype")
+    __slots__ = ("stamps", "values", "arrival", "shape", "dtype", "candidates")
 
     def __init__(self) -> None:
         self.stamps: List[float] = []
@@ -106,10 +121,12 @@ class _Stream:
         self.arrival: float = -math.inf  # steady time of the newest accepted sample
         self.shape: Optional[Tuple[int, ...]] = None
         self.dtype = None
+        self.candidates: List[Tuple[float, np.ndarray, float]] = []  # (stamp, value, arrival) of a new timeline
 
     def clear(self) -> None:
         self.stamps.clear()
         self.values.clear()
+        self.candidates.clear()
         self.arrival = -math.inf
         # shape/dtype are kept: a reset is a timeline jump, not a new sensor.
 
@@ -126,6 +143,8 @@ class ObservationBuffer:
             stamp; default ``(T_o−1)·dt + max_age_s + dt``.
         future_tolerance_s: a stamp more than this ahead of ``now`` is rejected.
         max_samples: hard cap per stream (memory stays flat under a flood).
+        reset_confirm_samples: consecutive messages on an earlier timeline that confirm a
+            time reset when the stamp clock did not go back itself (module docstring).
         require_full_history: if True, no snapshot until every stream reaches back to
             ``t−(T_o−1)·dt``; if False, leading instants are padded with the oldest sample.
     """
@@ -140,6 +159,7 @@ class ObservationBuffer:
         future_tolerance_s: float = 0.05,
         max_samples: int = 1000,
         require_full_history: bool = False,
+        reset_confirm_samples: int = 5,
     ) -> None:
         if isinstance(T_o, bool) or not isinstance(T_o, int) or T_o < 1:
             raise ValueError(f"ObservationBuffer.T_o must be an int >= 1, got {T_o!r}")
@@ -168,6 +188,10 @@ class ObservationBuffer:
         self.future_tolerance_s = float(future_tolerance_s)
         self.max_samples = max_samples
         self.require_full_history = bool(require_full_history)
+        if isinstance(reset_confirm_samples, bool) or not isinstance(reset_confirm_samples, int) \
+                or reset_confirm_samples < 1:
+            raise ValueError(f"reset_confirm_samples must be an int >= 1, got {reset_confirm_samples!r}")
+        self.reset_confirm_samples = reset_confirm_samples
         self._lock = threading.Lock()
         self._streams: Dict[str, _Stream] = {n: _Stream() for n in names}
         self._epoch = 0
@@ -223,22 +247,51 @@ class ObservationBuffer:
         with self._lock:
             if s.shape is not None and (value.shape != s.shape or value.dtype != s.dtype):
                 return AddStatus.BAD_VALUE
-            status = AddStatus.ACCEPTED
             if s.stamps:
                 last = s.stamps[-1]
                 if abs(stamp - last) <= TIME_EPS:
                     return AddStatus.DUPLICATE_STAMP
                 if stamp < last:
-                    for other in self._streams.values():
-                        other.clear()
-                    self._epoch += 1
-                    status = AddStatus.RESET_BACKWARDS
+                    return self._behind(s, stamp, value, arrival_time, now)
+                s.candidates.clear()  # the old timeline is alive: no reset
             s.shape, s.dtype = value.shape, value.dtype
-            s.stamps.append(stamp)
-            s.values.append(value)
-            s.arrival = max(s.arrival, arrival_time)
-            self._trim(s)
-            return status
+            self._append(s, stamp, value, arrival_time)
+            return AddStatus.ACCEPTED
+
+    def _append(self, s: _Stream, stamp: float, value: np.ndarray, arrival_time: float) -> None:
+        s.stamps.append(stamp)
+        s.values.append(value)
+        s.arrival = max(s.arrival, arrival_time)
+        self._trim(s)
+
+    def _behind(self, s: _Stream, stamp: float, value: np.ndarray, arrival_time: float, now: float) -> AddStatus:
+        """A stamp behind the stream's newest (lock held): a confirmed time reset, or dropped."""
+        last = s.stamps[-1]
+        tolerance = self.future_tolerance_s
+        if now + tolerance < last:  # our own clock went back: a genuine reset
+            self._reset_to(s, [(stamp, value, arrival_time)])
+            return AddStatus.RESET_BACKWARDS
+        if stamp >= last - tolerance:  # out of order / behind a slightly-future stamp
+            return AddStatus.STAMP_BACKWARDS
+        if s.candidates and stamp <= s.candidates[-1][0] + TIME_EPS:
+            s.candidates.clear()  # not increasing: not one consistent new timeline
+        s.candidates.append((stamp, value, arrival_time))
+        if len(s.candidates) < self.reset_confirm_samples:
+            return AddStatus.STAMP_BACKWARDS
+        self._reset_to(s, list(s.candidates))
+        return AddStatus.RESET_BACKWARDS
+
+    def _reset_to(self, s: _Stream, samples) -> None:
+        for other in self._streams.values():
+            other.clear()
+        self._epoch += 1
+        for stamp, value, arrival in samples:
+            self._append(s, stamp, value, arrival)
+
+    def count(self, status: AddStatus) -> None:
+        """Count a sample the caller refused before `add` (so every reason shows in `stats`)."""
+        with self._lock:
+            self._counts[status.value] += 1
 
     def _trim(self, s: _Stream) -> None:
         horizon = s.stamps[-1] - self.history_s

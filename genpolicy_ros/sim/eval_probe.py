@@ -71,6 +71,7 @@ class Evaluator:
                                       self._on_chunk, qos)
         self.change_state = self.node.create_client(ChangeState, f"/{POLICY_NODE}/change_state")
         self.reset = self.node.create_client(Trigger, topics.private(SIM_NODE, topics.RESET_SERVICE))
+        self.start_from_measured = self.node.create_client(Trigger, f"/{POLICY_NODE}/start_from_measured")
         self._Trigger = Trigger
         self._ChangeState = ChangeState
 
@@ -151,9 +152,15 @@ class Evaluator:
         return bool(self._call(self.change_state, request, timeout_s).success)
 
     def reset_sim(self) -> None:
+        """Reset the simulator — the arm is placed at a new start while the policy node is
+        inactive — and tell the policy node to start from there (its last command belongs
+        to the previous episode; without this it would hold with a tracking fault)."""
         response = self._call(self.reset, self._Trigger.Request(), 10.0)
         if not response.success:
             raise RuntimeError(f"sim reset failed: {response.message}")
+        response = self._call(self.start_from_measured, self._Trigger.Request(), 10.0)
+        if not response.success:
+            raise RuntimeError(f"policy node refused start_from_measured: {response.message}")
 
     # ---------------------------------------------------------------- per episode
     def begin_episode(self) -> None:

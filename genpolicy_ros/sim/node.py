@@ -16,9 +16,10 @@ towards the outside like a robot with ros2_control::
                 forward_position_controller/commands           std_msgs/Float64MultiArray
     service     ~/reset                            std_srvs/Trigger: new episode, next seed
 
-With ``legacy_target_joints`` (default true) the inputs' entries are *also* published as
+With ``legacy_target_joints`` (default false) the inputs' entries are *also* published as
 JointState entries after the joints (the reach task: ``shoulder, elbow, target_x,
-target_y``), the format policies read before the inputs had topics of their own.
+target_y``), the format policies read before the inputs had topics of their own (models
+trained before, whose config.json declares no ``state_inputs``).
 
 Time base ("node time"): with ``publish_clock`` the node owns a simulated clock that
 starts at ``CLOCK_START_S`` and advances one loop period per tick (also while

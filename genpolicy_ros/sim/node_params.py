@@ -32,7 +32,7 @@ class SimParams:
     auto_reset: bool = True
     max_episodes: int = 0  # stop starting new episodes after this many (0 = never stop)
     obstacle: bool = False  # = task reach_obstacle (the older parameter)
-    legacy_target_joints: bool = True  # also publish the non-joint inputs' entries in JointState
+    legacy_target_joints: bool = False  # also publish the non-joint inputs' entries in JointState
 
     def __post_init__(self):
         task = self.task_spec()  # validates task / obstacle

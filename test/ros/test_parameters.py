@@ -19,6 +19,9 @@ CONTRACT = {  # architecture.md: name -> runtime-changeable (★)
     # An extension of architecture.md's table: the safety filter's acceleration limit,
     # fixed at 20 rad/s² in EngineSettings before; a robot with other dynamics sets it.
     "max_joint_acceleration": True,
+    # Extensions (issue 9): the tracking check's tolerance, what to do with unstamped
+    # messages, how camera frames of another size are fitted.
+    "max_tracking_error": True, "unstamped_inputs": True, "image_resize": True,
 }
 
 
@@ -51,6 +54,8 @@ def _defaults():
     ("control_rate_hz", -math.inf, "finite"),
     # enum
     ("sampler", "euler", "one of"), ("chunk_blending", "RTC", "one of"),
+    ("unstamped_inputs", "now", "one of"), ("image_resize", "crop", "one of"),
+    ("max_tracking_error", 0.0, "out of range"),
     # unknown name
     ("num_step", 5, "unknown"),
 ])

@@ -96,6 +96,8 @@ def test_joint_states_alone_publish_nothing_until_camera_frames_arrive(env):
 def test_bad_raw_frames_are_rejected_with_a_reason_and_the_node_holds(env, bad, reason):
     robot, camera = env.robot, env.camera
     before, _ = _rejections(robot, "camera/overhead/raw")
+    if bad == "size":  # the default (auto = the model's resize) would fit the frame: refuse instead
+        assert env.node.set_parameters([Parameter("image_resize", value="reject")])[0].successful
 
     def make():
         if bad == "encoding":
@@ -115,9 +117,29 @@ def test_bad_raw_frames_are_rejected_with_a_reason_and_the_node_holds(env, bad, 
     held = robot.next_commands(10)
     assert np.ptp(held, axis=0).max() == 0.0, "without valid frames the node must hold"
     camera.make = camera.good_raw
+    env.node.set_parameters([Parameter("image_resize", value="auto")])
     chunks = int(diag["chunks_total"])
     assert H.wait_for(lambda: int(robot.latest_diag()["chunks_total"]) > chunks + 1, 10.0), \
         "generation did not resume with good frames"
+
+
+@pytest.mark.parametrize("mode", ["auto", "center_crop_resize"])
+def test_a_real_camera_resolution_is_fitted_to_the_model(env, mode):
+    """Issue 9 §5: a 480x640 camera feeds a 64x64 model (auto = the model's recorded
+    preprocessing, here resize); frames are accepted and generation goes on."""
+    robot, camera = env.robot, env.camera
+    assert env.node.set_parameters([Parameter("image_resize", value=mode)])[0].successful
+    before, _ = _rejections(robot, "camera/overhead/raw")
+    camera.make = lambda: (camera.raw, conv.array_to_image_msg(camera.frame((480, 640)), "rgb8",
+                                                                stamp=camera.stamp()))
+    time.sleep(TIMEOUT_S + 0.4)
+    chunks = int(robot.latest_diag()["chunks_total"])
+    assert H.wait_for(lambda: int(robot.latest_diag()["chunks_total"]) > chunks + 1, 10.0), \
+        "no chunk from fitted 480x640 frames"
+    after, _ = _rejections(robot, "camera/overhead/raw")
+    assert after == before, "fitted frames must not be rejected"
+    camera.make = camera.good_raw
+    env.node.set_parameters([Parameter("image_resize", value="auto")])
 
 
 def test_corrupt_compressed_frames_are_rejected_and_good_ones_used(env):

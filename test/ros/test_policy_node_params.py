@@ -150,11 +150,19 @@ def test_a_batch_with_one_bad_value_is_not_half_applied(env):
 
 def test_safety_limits_change_at_run_time(env):
     robot = env.robot
-    assert _set(robot, max_joint_velocity=0.05, max_joint_acceleration=0.5) == (True, "")
-    time.sleep(0.3)  # applied at the next tick; let the filter settle onto the new limits
+    assert _set(robot, max_joint_velocity=0.05) == (True, "")
+    # Applied at the next tick; a faster motion comes down to the new limit at the
+    # acceleration limit (20 rad/s²: at most 0.1 s from 2 rad/s), never in one step.
+    time.sleep(0.3)
     steps = np.abs(np.diff(robot.next_commands(60), axis=0))  # [59, 2] rad per tick
     # 0.05 rad/s at 100 Hz is 5e-4 rad a tick; a skipped tick on a busy machine doubles it.
     assert steps.max() <= 0.05 * 0.01 * 2 + 1e-9, f"largest step {steps.max():.2e} rad"
+    assert _set(robot, max_joint_velocity=2.0, max_joint_acceleration=0.5) == (True, "")
+    time.sleep(0.1)
+    commands = robot.next_commands(80)
+    dv = np.abs(np.diff(np.diff(commands, axis=0), axis=0))  # [78, 2] velocity change per tick, rad/tick
+    # 0.5 rad/s² at 100 Hz: 5e-5 rad/tick per tick; skipped ticks on a busy machine multiply it.
+    assert dv.max() <= 0.5 * 0.01 * 0.01 * 4 + 1e-9, f"largest velocity change {dv.max():.2e} rad/tick"
     assert _set(robot, max_joint_velocity=2.0, max_joint_acceleration=20.0) == (True, "")
     ok, reason = _set(robot, max_joint_acceleration=-1.0)
     assert not ok and reason

@@ -162,12 +162,27 @@ def test_backwards_time_resets_and_discards_chunks_from_the_old_timeline():
             break
         run(engine, clock, 0.01)
     assert worker.busy
-    # Now the stamps jump back (bag loop): the reply belongs to the old timeline.
+    # One message from an earlier time base is dropped as stale: no reset.
     epoch = engine.buffer.epoch
-    engine.observe_state(clock.t - 5.0, np.r_[0.0, 0.0, 0.1, 0.05])
+    status = engine.observe_state(clock.t - 5.0, np.r_[0.0, 0.0, 0.1, 0.05])
+    assert status.value == "stamp_backwards" and engine.buffer.epoch == epoch
+    # A sender whose time base really went back (bag loop) is confirmed by several
+    # consecutive messages: then history and plan reset, the reply of the old timeline is dropped.
+    for k in range(engine.buffer.reset_confirm_samples - 1):
+        engine.observe_state(clock.t - 5.0 + 0.01 * (k + 1), np.r_[0.0, 0.0, 0.1, 0.05])
     assert engine.buffer.epoch == epoch + 1
-    run(engine, clock, 0.2, stamp_offset=-5.0 + 0.0)
+    run(engine, clock, 0.2, stamp_offset=-5.0 + 0.1)
     assert engine.counters.chunks_discarded_epoch >= 1
+
+
+def test_a_clock_that_goes_back_resets_at_once():
+    """Simulated time restarting (/clock going back) confirms the reset by itself."""
+    engine, worker, clock = make_engine()
+    run(engine, clock, 0.5)
+    epoch = engine.buffer.epoch
+    clock.t -= 5.0
+    status = engine.observe_state(clock.t, np.r_[0.0, 0.0, 0.1, 0.05])
+    assert status.value == "reset_backwards" and engine.buffer.epoch == epoch + 1
 
 
 def test_settings_are_validated_and_applied_whole_at_the_next_tick():
@@ -205,7 +220,8 @@ def test_pause_latches_a_hold_until_resume_and_fresh_observations():
     engine.pause()
     paused = run(engine, clock, 0.3)
     assert all(r.status == SafetyStatus.HOLD_PAUSED for r in paused)
-    held = {tuple(np.round(r.command, 12)) for r in paused if r.command is not None}
+    # A hold is a braking stop: once the velocity has reached zero, one command stands.
+    held = {tuple(np.round(r.command, 12)) for r in paused[10:] if r.command is not None}
     assert len(held) == 1, "a paused engine must hold one command"
     engine.resume()
     resumed = run(engine, clock, 0.5)
@@ -249,3 +265,34 @@ def test_deferred_request_waits_for_its_second_half_and_changes_no_command():
             assert b.command is None
         else:
             np.testing.assert_array_equal(a.command, b.command)
+
+
+def test_non_joint_inputs_fill_their_state_entries_with_the_same_stamp_rules():
+    """Issue 10: a model may observe low-dim inputs that are not joints (here the target);
+    they arrive on their own stream and land in their state entries, in model order."""
+    clock = FakeClock()
+    model = ModelInfo(joint_names=("shoulder", "elbow"), state_names=("shoulder", "target_x", "elbow", "target_y"),
+                      camera_names=(), lower_limits=np.array([-3.0, -2.5]), upper_limits=np.array([3.0, 2.5]),
+                      T_o=2, T_p=16, T_a=8, dt=DT, state_inputs={"target": ("target_x", "target_y")})
+    assert model.joint_state_names == ("shoulder", "elbow")
+    worker = ScriptedWorker(clock)
+    worker.override = lambda request: WorkerError(seq=request.seq, kind="generation", message="inspect only")
+    engine = PolicyEngine(model, worker, EngineSettings(control_rate_hz=RATE, chunk_blending="none",
+                                                        observation_timeout_s=0.2), clock=clock, steady_clock=clock)
+    for _ in range(20):
+        clock.t += 0.01
+        engine.observe_state(clock.t, np.array([0.3, -0.2]))
+        engine.tick()
+    assert worker.requests == [], "no request while the target input never arrived"
+    assert engine.stats()["snapshot_unavailable"].get("missing_stream", 0) > 0
+    for _ in range(20):
+        clock.t += 0.01
+        engine.observe_state(clock.t, np.array([0.3, -0.2]))
+        engine.observe_input("target", clock.t, np.array([0.1, 0.05]))
+        engine.tick()
+    assert worker.requests, "inputs complete: requests start"
+    state = worker.requests[-1].obs["state"]  # [T_o, 4]
+    np.testing.assert_allclose(state[-1], [0.3, 0.1, -0.2, 0.05])
+    with pytest.raises(ValueError, match="state_inputs"):
+        ModelInfo(joint_names=("a",), state_names=("a",), camera_names=(), lower_limits=np.zeros(1),
+                  upper_limits=np.ones(1), T_o=1, T_p=2, T_a=1, dt=0.1, state_inputs={"x": ("nope",)})

@@ -107,6 +107,61 @@ def test_backwards_stamp_resets_all_streams_and_keeps_the_new_sample():
     np.testing.assert_allclose(snap.source_stamps["state"], [0.05, 0.05, 0.05])
 
 
+def filled(stamps=(5000.0, 5000.1, 5000.2)):
+    buf = make()
+    for st in stamps:
+        buf.add("state", st, vec(st), st, now=st)
+        buf.add("camera/front", st, vec(st), st, now=st)
+    return buf
+
+
+def test_one_stale_message_is_dropped_not_a_reset():
+    """Issue 9 §1: one JointState stamped an hour ago must not reset history or plan."""
+    buf = filled()
+    assert buf.add("state", 5000.2 - 3600.0, vec(0.0), 5000.25, now=5000.25) == AddStatus.STAMP_BACKWARDS
+    assert buf.epoch == 0 and buf.stats()["add"]["stamp_backwards"] == 1
+    snap = buf.snapshot(5000.25)
+    assert snap is not None and snap.t == pytest.approx(5000.2), "history intact"
+
+
+def test_a_sender_time_base_reset_is_confirmed_by_consecutive_messages():
+    buf = filled()
+    n = buf.reset_confirm_samples
+    for k in range(n - 1):
+        assert buf.add("state", 1.0 + 0.01 * k, vec(1.0), 5000.3, now=5000.3) == AddStatus.STAMP_BACKWARDS
+    assert buf.epoch == 0
+    assert buf.add("state", 1.0 + 0.01 * (n - 1), vec(1.0), 5000.3, now=5000.3) == AddStatus.RESET_BACKWARDS
+    assert buf.epoch == 1 and buf.stats()["samples"] == {"state": n, "camera/front": 0}
+
+
+def test_the_old_timeline_going_on_cancels_a_candidate_reset():
+    buf = filled()
+    n = buf.reset_confirm_samples
+    t = 5000.2
+    for k in range(3 * n):  # old messages interleaved with the live stream: never a reset
+        t += 0.01
+        buf.add("state", t, vec(t), t, now=t)
+        assert buf.add("state", 1.0 + 0.01 * k, vec(1.0), t, now=t) == AddStatus.STAMP_BACKWARDS
+    assert buf.epoch == 0
+
+
+def test_slightly_behind_messages_never_start_a_reset():
+    """After one stamp just ahead of the clock (within the future tolerance), the next normal
+    messages are slightly behind it: dropped, never counted towards a reset."""
+    buf = make(future_tolerance_s=0.05)
+    buf.add("state", 10.0, vec(10.0), 10.0, now=10.0)
+    assert buf.add("state", 10.04, vec(10.0), 10.0, now=10.0) == AddStatus.ACCEPTED
+    for k in range(10):
+        assert buf.add("state", 10.001 + 0.001 * k, vec(10.0), 10.0, now=10.0) == AddStatus.STAMP_BACKWARDS
+    assert buf.epoch == 0
+
+
+def test_a_clock_that_went_back_confirms_the_reset_at_once():
+    buf = filled()
+    assert buf.add("state", 1.0, vec(1.0), 5000.3, now=1.0) == AddStatus.RESET_BACKWARDS
+    assert buf.epoch == 1
+
+
 @pytest.mark.parametrize("stamp,status", [
     (0.0, AddStatus.STAMP_ZERO), (-1.0, AddStatus.STAMP_ZERO), (float("nan"), AddStatus.STAMP_NONFINITE),
     (float("inf"), AddStatus.STAMP_NONFINITE), ("abc", AddStatus.STAMP_NONFINITE), (None, AddStatus.STAMP_NONFINITE),
@@ -181,9 +236,11 @@ def test_concurrent_writers_and_reader_see_consistent_snapshots():
         except Exception as exc:  # pragma: no cover
             errors.append(exc)
 
+    done = threading.Event()
+
     def reader():
         try:
-            for _ in range(400):
+            while not done.is_set() or not snaps:  # until the writers finish (and at least one snapshot)
                 snap = buf.snapshot(now=2.0, steady_now=2.0)
                 if snap is not None:
                     snaps.append(snap)
@@ -194,14 +251,17 @@ def test_concurrent_writers_and_reader_see_consistent_snapshots():
                threading.Thread(target=writer, args=("camera/front", 0.0003)), threading.Thread(target=reader)]
     for t in threads:
         t.start()
-    for t in threads:
+    for t in threads[:2]:
         t.join(60)
+    done.set()
+    threads[2].join(60)
     assert not errors, errors
     for snap in snaps:
         for name in ("state", "camera/front"):
             src = snap.source_stamps[name]
             np.testing.assert_allclose(snap.data[name][:, 0], src)  # value matches its stamp
-            assert (np.diff(src) >= 0).all() and (src <= snap.times + 1e-9).all()
+            pad = snap.padded[name]  # leading instants before the stream's first sample hold that sample
+            assert (np.diff(src) >= 0).all() and (src[pad:] <= snap.times[pad:] + 1e-9).all()
     final = buf.snapshot(now=2.0, steady_now=2.0)
     assert final.t == pytest.approx(n * 0.001), f"t should be the newest common stamp, got {final.t}"
     assert len(snaps) > 0, "reader never got a snapshot"
