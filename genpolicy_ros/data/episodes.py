@@ -88,6 +88,9 @@ class DatasetMetadata:
     # {input: {"type": "point"|"pose", "names": [...]}} (core.config.STATE_INPUT_TYPES).
     state_inputs: Dict[str, dict] = field(default_factory=dict)
     task: str = ""  # the registered task (genpolicy_ros.tasks) that produced the data, "" = none
+    # How frames were brought to the cameras' sizes (runtime/images.py): "resize" or
+    # "center_crop_resize"; a model trained on the data records it (observation.image_preprocess).
+    image_preprocess: str = "resize"
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self):
@@ -143,6 +146,9 @@ class DatasetMetadata:
             raise EpisodeFormatError("dataset.json: description must be a string")
         if not isinstance(self.task, str):
             raise EpisodeFormatError(f"dataset.json: task must be a string, got {self.task!r}")
+        if self.image_preprocess not in ("resize", "center_crop_resize"):
+            raise EpisodeFormatError("dataset.json: image_preprocess must be resize or center_crop_resize, got "
+                                     f"{self.image_preprocess!r}")
         from ..core.config import check_state_inputs  # plain Python: no torch
 
         try:

@@ -270,7 +270,7 @@ def column_matrix(table, key: str, width: int, where) -> np.ndarray:
     return np.asarray(data.to_numpy(zero_copy_only=False), dtype=np.float64).reshape(-1, width)
 
 
-def _decode_image_column(table, key: str, where, size) -> np.ndarray:
+def _decode_image_column(table, key: str, where, size, fit: str = "resize") -> np.ndarray:
     """An ``image`` feature (struct of PNG/JPEG ``bytes`` + ``path``) → [rows, H, W, 3] uint8."""
     import cv2
 
@@ -285,7 +285,7 @@ def _decode_image_column(table, key: str, where, size) -> np.ndarray:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)  # [H, W, 3] BGR
         if image is None:
             raise LeRobotFormatError(f"{where}: '{key}' row {row} is not a decodable PNG/JPEG image")
-        frames.append(resize_rgb(np.ascontiguousarray(image[:, :, ::-1]), size))
+        frames.append(resize_rgb(np.ascontiguousarray(image[:, :, ::-1]), size, fit))
         if frames[-1].shape != frames[0].shape:
             raise LeRobotFormatError(f"{where}: '{key}' row {row} is {frames[-1].shape[:2]} (HxW), row 0 is "
                                      f"{frames[0].shape[:2]}; pass --image-size HxW")
@@ -315,7 +315,7 @@ def _episode_video_table(root: Path, video_keys: Sequence[str]) -> Dict[int, Dic
 
 
 def _read_frames_table(root: Path, info: dict, mapping: LeRobotMapping, image_cols: Sequence[str],
-                       size) -> Dict[int, dict]:
+                       size, fit: str = "resize") -> Dict[int, dict]:
     """episode index -> {"frame_index": [N], "timestamp": [N], key: [N, w] or images} (rows in frame order)."""
     features = info["features"]
     files = sorted((root / DATA_DIR).glob("*/*.parquet"))
@@ -332,7 +332,7 @@ def _read_frames_table(root: Path, info: dict, mapping: LeRobotMapping, image_co
             width = int(np.prod(features[key]["shape"])) if features[key]["shape"] else 1
             cols[key] = column_matrix(table, key, width, path)  # [R, width]
         for key in image_cols:
-            cols[key] = _decode_image_column(table, key, path, size)  # [R, H, W, 3]
+            cols[key] = _decode_image_column(table, key, path, size, fit)  # [R, H, W, 3]
         for ep in np.unique(episode).tolist():
             rows = np.flatnonzero(episode == ep)
             pieces.setdefault(int(ep), []).append({k: v[rows] for k, v in cols.items()} | {"_file": path})
@@ -364,12 +364,14 @@ def _read_sidecar(root: Path, joint_names: List[str]) -> dict:
 
 
 def read_lerobot(root, obs_keys: Optional[Sequence[str]] = None, images: bool = False,
-                 image_size: Optional[Tuple[int, int]] = None) -> Tuple[DatasetMetadata, List[Episode], LeRobotMapping]:
+                 image_size: Optional[Tuple[int, int]] = None, image_fit: str = "resize"
+                 ) -> Tuple[DatasetMetadata, List[Episode], LeRobotMapping]:
     """Episodes of the LeRobotDataset at ``root`` (see the module docstring for the mapping).
 
     ``obs_keys``: feature keys (or camera names) to observe, low-dimensional ones in state
     order; default ``observation.state`` (+ every camera with ``images``). ``image_size``:
-    (H, W) to resize every camera to (needed when cameras differ in size).
+    (H, W) to resize every camera to (needed when cameras differ in size), by ``image_fit``
+    (``resize`` or ``center_crop_resize``, recorded as the data set's ``image_preprocess``).
     """
     from .video import decode_frames_at
 
@@ -379,7 +381,7 @@ def read_lerobot(root, obs_keys: Optional[Sequence[str]] = None, images: bool = 
     features = info["features"]
     image_cols = [k for k in mapping.cameras.values() if features[k]["dtype"] == "image"]
     video_cols = [k for k in mapping.cameras.values() if features[k]["dtype"] == "video"]
-    table = _read_frames_table(root, info, mapping, image_cols, image_size)
+    table = _read_frames_table(root, info, mapping, image_cols, image_size, image_fit)
     if video_cols:
         if not isinstance(info.get("video_path"), str):
             raise LeRobotFormatError(f"{root / INFO_FILE}: 'video_path' must be a path template for video features")
@@ -399,7 +401,7 @@ def read_lerobot(root, obs_keys: Optional[Sequence[str]] = None, images: bool = 
                 except (KeyError, IndexError, ValueError) as exc:
                     raise LeRobotFormatError(f"{root / INFO_FILE}: bad 'video_path' template ({exc})") from None
                 times = np.concatenate([where[ep][key][2] + table[ep]["timestamp"] for ep in eps])  # [sum N] s
-                frames = decode_frames_at(root / rel, times, tolerance, image_size)  # [sum N, H, W, 3]
+                frames = decode_frames_at(root / rel, times, tolerance, image_size, image_fit)  # [sum N, H, W, 3]
                 start = 0
                 for ep in eps:
                     n = len(table[ep]["timestamp"])
@@ -419,7 +421,8 @@ def read_lerobot(root, obs_keys: Optional[Sequence[str]] = None, images: bool = 
         units=extra.get("units", {"timestamp": "s"}),
         joint_lower_limits=extra.get("joint_lower_limits"), joint_upper_limits=extra.get("joint_upper_limits"),
         description=extra.get("description") or f"converted from LeRobotDataset {root} "
-                                                f"(robot_type {info.get('robot_type')!r})")
+                                                f"(robot_type {info.get('robot_type')!r})",
+        image_preprocess=image_fit)
     if extra:
         mapping.notes.append(f"joint limits and units from {SIDECAR_FILE}")
     episodes = []

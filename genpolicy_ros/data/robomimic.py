@@ -144,8 +144,8 @@ def camera_name(key: str) -> str:
 
 def read_robomimic(path, obs_keys: Optional[Sequence[str]] = None, images: bool = False,
                    image_size: Optional[Tuple[int, int]] = None, split: Optional[str] = None,
-                   dt: Optional[float] = None, action_names: Optional[Sequence[str]] = None
-                   ) -> Tuple[DatasetMetadata, List[Episode], RobomimicMapping]:
+                   dt: Optional[float] = None, action_names: Optional[Sequence[str]] = None,
+                   image_fit: str = "resize") -> Tuple[DatasetMetadata, List[Episode], RobomimicMapping]:
     """Episodes of the robomimic file ``path`` (mapping in the module docstring)."""
     import h5py
 
@@ -234,7 +234,7 @@ def read_robomimic(path, obs_keys: Optional[Sequence[str]] = None, images: bool 
                     raise RobomimicFormatError(f"{path}: '{where}/obs/{key}' must be [T, H, W, 3] uint8, got "
                                                f"{frames.shape} {frames.dtype}")
                 if image_size is not None:
-                    frames = np.stack([resize_rgb(im, image_size) for im in frames])
+                    frames = np.stack([resize_rgb(im, image_size, image_fit) for im in frames])
                 cam_frames[cam] = frames
                 sizes.setdefault(cam, tuple(frames.shape[1:3]))
                 if tuple(frames.shape[1:3]) != sizes[cam]:
@@ -252,7 +252,8 @@ def read_robomimic(path, obs_keys: Optional[Sequence[str]] = None, images: bool 
     meta = DatasetMetadata(joint_names=joints, state_names=mapping.state_names, dt=step,
                            cameras={cam: list(size) for cam, size in sizes.items()},
                            units={"timestamp": "s"},
-                           description=f"converted from robomimic {path} (env {env_name!r})")
+                           description=f"converted from robomimic {path} (env {env_name!r})",
+                           image_preprocess=image_fit)
     out = [ep.validate(meta, where=f"{path} ('data/{demo}')") for demo, ep in episodes]
     mapping.frames = int(sum(len(e) for e in out))
     return meta, out, mapping

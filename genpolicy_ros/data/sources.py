@@ -33,7 +33,11 @@ def add_import_arguments(group, training: bool = True) -> None:
                        help="with --lerobot/--robomimic: observation features by name, in state order; image "
                             "keys become cameras (default: observation.state / every low-dim key)")
     group.add_argument("--image-size", metavar="HxW", type=parse_image_size,
-                       help="with --lerobot/--robomimic: resize every camera to H x W pixels")
+                       help="with --lerobot/--robomimic: bring every camera to H x W pixels (see --image-fit)")
+    group.add_argument("--image-fit", choices=("resize", "center_crop_resize"), default="resize",
+                       help="with --image-size: scale the whole frame (resize, default) or crop the largest "
+                            "centred region of the target aspect ratio first (center_crop_resize); recorded in the "
+                            "model so the policy node fits camera frames the same way")
     group.add_argument("--mask", metavar="SPLIT",
                        help="with --robomimic: only the demos listed in mask/SPLIT (e.g. train)")
 
@@ -65,11 +69,12 @@ def read_import(args):
         from .lerobot import read_lerobot
 
         return read_lerobot(args.lerobot, obs_keys=args.obs_keys, images=bool(args.images),
-                            image_size=args.image_size)
+                            image_size=args.image_size, image_fit=getattr(args, "image_fit", "resize"))
     from .robomimic import read_robomimic
 
     return read_robomimic(args.robomimic, obs_keys=args.obs_keys, images=bool(args.images),
-                          image_size=args.image_size, split=args.mask, dt=getattr(args, "dt", None))
+                          image_size=args.image_size, split=args.mask, dt=getattr(args, "dt", None),
+                          image_fit=getattr(args, "image_fit", "resize"))
 
 
 def replace_dataset_dir(out: Path) -> None:

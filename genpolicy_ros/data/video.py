@@ -31,17 +31,19 @@ def _av():
     return av
 
 
-def resize_rgb(frame: np.ndarray, size: Optional[Tuple[int, int]]) -> np.ndarray:
-    """``frame`` [H, W, 3] uint8 → [h, w, 3] (``size`` = (h, w); area interpolation)."""
+def resize_rgb(frame: np.ndarray, size: Optional[Tuple[int, int]], fit: str = "resize") -> np.ndarray:
+    """``frame`` [H, W, 3] uint8 → [h, w, 3] (``size`` = (h, w)) by ``fit`` — ``resize`` or
+    ``center_crop_resize`` — the same function the policy node applies to camera frames
+    (runtime/images.py), so a model sees at run time the pixels it was trained on."""
     if size is None or tuple(frame.shape[:2]) == tuple(size):
         return frame
-    import cv2
+    from genpolicy_ros.runtime.images import fit_image
 
-    return cv2.resize(frame, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
+    return fit_image(frame, size, fit)[0]
 
 
 def decode_frames_at(path, timestamps: Sequence[float], tolerance_s: float,
-                     size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+                     size: Optional[Tuple[int, int]] = None, fit: str = "resize") -> np.ndarray:
     """Frames of the first video stream of ``path`` at ``timestamps`` (s, any order).
 
     Returns ``[len(timestamps), H, W, 3]`` uint8 RGB (``size`` = (H, W) resizes; default
@@ -87,7 +89,7 @@ def decode_frames_at(path, timestamps: Sequence[float], tolerance_s: float,
                     gap = abs(wanted[k] - t)
                     if gap < best_gap[k]:
                         if image is None:
-                            image = resize_rgb(frame.to_ndarray(format="rgb24"), size)  # [H, W, 3]
+                            image = resize_rgb(frame.to_ndarray(format="rgb24"), size, fit)  # [H, W, 3]
                         best_gap[k] = gap
                         picked[k] = image
             if t > stop:

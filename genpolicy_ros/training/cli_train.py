@@ -160,6 +160,7 @@ def policy_config_from(metadata, data_actions, section: dict, args, extra_defaul
     observation = {"state_names": metadata.state_names, "camera_names": metadata.camera_names}
     if sizes:
         observation["image_size"] = list(sizes.pop())
+        observation["image_preprocess"] = metadata.image_preprocess  # the node fits frames the same way
     defaults = {
         "format_version": FORMAT_VERSION,
         "action": {"joint_names": metadata.joint_names, "lower_limits": lower, "upper_limits": upper},
