@@ -27,6 +27,9 @@ from typing import Optional, Sequence
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--autostart", action="store_true",
                         help="configure and activate the node at start (default: stay unconfigured)")
+    parser.add_argument("--executor", choices=("single", "events"), default="single",
+                        help="rclpy executor: single (SingleThreadedExecutor, default) or events (rclpy's "
+                             "experimental EventsExecutor; for measurements, see docs/ros.md)")
     parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=None,
                         metavar="ROS_ARGS", help="ROS arguments (remaps, -p name:=value, --params-file ...)")
 
@@ -57,10 +60,15 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     try:
         node = PolicyNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
+        if getattr(args, "executor", "single") == "events":
+            from rclpy.experimental import EventsExecutor
+
+            executor = EventsExecutor()
+        else:
+            executor = SingleThreadedExecutor()
         if args.autostart or node.get_parameter("autostart").value:
             _autostart(node)
+        executor.add_node(node)
         spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):  # during set-up
         pass

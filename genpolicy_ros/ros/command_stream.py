@@ -63,6 +63,7 @@ class StreamProbeConfig:
     backend: str = "auto"
     domain_id: Optional[int] = None  # default: 170 + pid % 30
     startup_timeout_s: float = 120.0
+    node_args: tuple = ()  # extra `genpolicy node` options, e.g. ("--executor", "events")
 
     def __post_init__(self):
         for name in ("seconds", "rate_hz", "robot_rate_hz", "startup_timeout_s"):
@@ -203,6 +204,14 @@ class _ProbeRobot:
             loop.stop()
 
 
+def _maps_torch(pid: int) -> Optional[bool]:
+    """Whether process ``pid`` has libtorch mapped (Linux /proc; None elsewhere)."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return None
+
+
 def measure_command_stream(cfg: StreamProbeConfig, log=print) -> dict:
     """Run the node in a child process, probe its command stream; the report (see module doc)."""
     import rclpy
@@ -217,7 +226,7 @@ def measure_command_stream(cfg: StreamProbeConfig, log=print) -> dict:
               "output_mode": cfg.output_mode, "backend": cfg.backend}
     context = Context()
     rclpy.init(context=context, domain_id=domain_id)
-    node = NodeProcess(node_command(params, extra=["--autostart"]), domain_id)
+    node = NodeProcess(node_command(params, extra=["--autostart", *cfg.node_args]), domain_id)
     probe = executor = spin = None
     try:
         probe = _ProbeRobot(context, model_cfg, cfg)
@@ -250,7 +259,8 @@ def measure_command_stream(cfg: StreamProbeConfig, log=print) -> dict:
         duration = wall1 - wall0
         report = {
             "format": FORMAT, "model": str(Path(cfg.model_dir).resolve()), "settings": asdict(cfg),
-            "domain_id": domain_id, "executor": "rclpy SingleThreadedExecutor (node), generation in a child process",
+            "domain_id": domain_id, "executor": ("rclpy EventsExecutor" if "events" in cfg.node_args else "rclpy SingleThreadedExecutor")
+            + " (node), generation in a child process",
             "duration_s": duration, "commands": n1 - n0, "rate_hz_measured": (n1 - n0) / duration,
             "nonfinite_commands": bad1 - bad0,
             "node_cpu_percent": 100.0 * (cpu1 - cpu0) / duration,
@@ -259,6 +269,8 @@ def measure_command_stream(cfg: StreamProbeConfig, log=print) -> dict:
             "probe_callback": gap_statistics(callback, period),
             "message_info": probe.message_info,
             "node_diagnostics": diag,
+            # The real-time process must never import torch (the generation child owns it).
+            "node_loaded_torch": _maps_torch(node.pid),
         }
         if not probe.message_info:
             report["middleware_unavailable"] = "this rclpy cannot pass MessageInfo to subscription callbacks"
@@ -312,11 +324,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--backend", default="auto")
     p.add_argument("--domain-id", type=int, default=None)
     p.add_argument("--json", default=None, help="write the report here (default: stdout only)")
+    p.add_argument("--node-arg", action="append", default=[], metavar="ARG",
+                   help="extra option for `genpolicy node` (repeatable), e.g. --node-arg=--executor --node-arg=events")
     args = p.parse_args(argv)
     try:
         cfg = StreamProbeConfig(model_dir=args.model, seconds=args.seconds, warmup_s=args.warmup,
                                 rate_hz=args.rate, robot_rate_hz=args.robot_rate, output_mode=args.output_mode,
-                                backend=args.backend, domain_id=args.domain_id)
+                                backend=args.backend, domain_id=args.domain_id, node_args=tuple(args.node_arg))
         report = measure_command_stream(cfg, log=lambda m: print(m, file=sys.stderr))
     except (ValueError, RuntimeError) as exc:
         print(f"command stream: {exc}", file=sys.stderr)

@@ -56,6 +56,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..core.rtc_weights import rtc_prefix_weights_np
 from .chunk import TIME_EPS, ActionChunk
 
 BLENDING_MODES = ("none", "ensemble", "rtc")
@@ -135,15 +136,15 @@ class RtcPrefix:
 def rtc_soft_weights(horizon: int, frozen: int, overlap: int) -> np.ndarray:
     """RTC guidance weights ``[horizon]`` (Black et al. 2025, soft masking, in our indices):
     1 on the first ``frozen`` rows, the paper's exponential decay up to ``overlap``, 0 after.
-    One formula for the whole project: :func:`genpolicy_ros.core.inpainting.rtc_prefix_weights`.
+    One formula for the whole project, in NumPy (:mod:`genpolicy_ros.core.rtc_weights`): this
+    runs in the real-time process, which must never import torch (importing it lazily from the
+    tick stalled the command loop for seconds at the first RTC request).
     """
     if horizon < 0 or not 0 <= frozen <= overlap <= horizon:
         raise ValueError(f"need 0 <= frozen ({frozen}) <= overlap ({overlap}) <= horizon ({horizon})")
     if horizon == 0:
         return np.zeros(0, dtype=np.float64)
-    from ..core.inpainting import rtc_prefix_weights
-
-    return rtc_prefix_weights(int(horizon), int(frozen), int(overlap - frozen)).double().numpy()  # [T_p]
+    return rtc_prefix_weights_np(int(horizon), int(frozen), int(overlap - frozen))  # [T_p]
 
 
 def _check_time(now: float) -> float:

@@ -43,6 +43,7 @@ def test_node_in_its_own_process_streams_finite_commands_at_the_configured_rate(
                             backend="torch", domain_id=DOMAIN_ID)
     r = measure_command_stream(cfg, log=lambda m: None)
     assert r["nonfinite_commands"] == 0
+    assert r["node_loaded_torch"] is False, "the node process imported torch (only the generation child may)"
     # Counted, not timed: 3 s at 50 Hz is 150 commands; a busy CI machine may lose a few.
     assert 0.8 * 150 <= r["commands"] <= 1.05 * 150 + 2, r["commands"]
     assert 40.0 <= r["rate_hz_measured"] <= 52.0, r["rate_hz_measured"]
