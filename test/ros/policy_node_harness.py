@@ -39,8 +39,13 @@ TARGET = (0.1, 0.05)
 
 
 def make_model_dir(path, kind: str = "flow", cameras=(), image_size=(64, 64), seed: int = 0,
-                   T_p: int = 8, T_a: int = 4, dt: float = 0.05, num_train_steps: int = 20):
-    """Tiny random-weight model directory (plumbing tests: behaviour, not skill)."""
+                   T_p: int = 8, T_a: int = 4, dt: float = 0.05, num_train_steps: int = 20,
+                   target_input: bool = False):
+    """Tiny random-weight model directory (plumbing tests: behaviour, not skill).
+
+    ``target_input``: the target is a non-joint input (``target``, PointStamped) as in the
+    shipped reach models and the sim node; by default it is read from JointState (the fake
+    robot publishes it there)."""
     import torch
 
     from genpolicy_ros.core.checkpoint import save_model_dir
@@ -54,7 +59,9 @@ def make_model_dir(path, kind: str = "flow", cameras=(), image_size=(64, 64), se
     cfg = PolicyConfig(
         action=ActionSpec(joint_names=list(ARM), lower_limits=[-3.0, -2.5], upper_limits=[3.0, 2.5]),
         observation=ObservationSpec(state_names=list(STATE_NAMES), camera_names=list(cameras),
-                                    image_size=tuple(image_size)),
+                                    image_size=tuple(image_size),
+                                    state_inputs={"target": {"type": "point", "names": list(STATE_NAMES[2:])}}
+                                    if target_input else {}),
         kind=kind, horizon=HorizonConfig(T_o=2, T_p=T_p, T_a=T_a, dt=dt),
         diffusion=DiffusionConfig(num_train_steps=num_train_steps, default_steps=5),
         network=NetworkConfig(params={"down_dims": [16, 32]}),

@@ -8,6 +8,7 @@ package (colcon writes ``install/setup.bash``, which sets ``AMENT_PREFIX_PATH``,
 ``PYTHONPATH`` and ``COLCON_PREFIX_PATH`` for the install prefix itself).
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -129,7 +130,7 @@ def test_installed_policy_node_reaches_active_over_lifecycle_services(installed)
         harness.close()
     text = "\n".join(lines)
     default_model = prefix / "share" / PACKAGE / "models" / "reach_flow"
-    assert f"configured: model {default_model} " in text, text[-3000:]
+    assert re.search(rf"configured in [0-9.]+ s: model {re.escape(str(default_model))} ", text), text[-3000:]
     assert "active: executing at 20 Hz" in text, text[-3000:]
     assert proc.returncode == 0, f"exit status {proc.returncode}:\n{text[-3000:]}"
     assert "Traceback" not in text, text[-3000:]

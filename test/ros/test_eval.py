@@ -26,7 +26,7 @@ DOMAIN_ID = 207 + os.getpid() % 20  # 207..226: clear of the other suites (71..1
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    model = H.make_model_dir(tmp_path_factory.mktemp("model") / "flow", T_p=8, T_a=4)
+    model = H.make_model_dir(tmp_path_factory.mktemp("model") / "flow", T_p=8, T_a=4, target_input=True)
     return E.run_episodes(model, episodes=2, seed=3, episode_s=1.0, domain_id=DOMAIN_ID, progress=False,
                           backend="torch", device="cpu")
 
@@ -79,7 +79,7 @@ def test_report_table_and_picture(result, tmp_path):
 def test_config_validation(tmp_path):
     with pytest.raises(ValueError, match="not a model directory"):
         E.EvalConfig(model_dir=str(tmp_path))
-    model = H.make_model_dir(tmp_path / "m")
+    model = H.make_model_dir(tmp_path / "m", target_input=True)
     for bad in (dict(episodes=0), dict(sampler="euler"), dict(output_mode="x"), dict(rate_factor=0.0),
                 dict(chunk_blending="avg"), dict(domain_id=300)):
         with pytest.raises(ValueError):

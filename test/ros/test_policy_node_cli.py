@@ -136,7 +136,7 @@ def test_a_signal_ends_the_node_promptly_in_every_state_and_no_child_survives(tm
             proc.communicate()
     assert proc.returncode == 0, f"exit status {proc.returncode}:\n{out[-2000:]}"
     assert "Traceback" not in out, out[-3000:]
-    assert took < 3.0, f"exit took {took:.2f} s"
+    assert took < 5.0, f"exit took {took:.2f} s (ros2 launch escalates to SIGTERM after 5 s)"
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{k}") for k in kids):
         time.sleep(0.05)

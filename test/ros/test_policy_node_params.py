@@ -41,7 +41,7 @@ def env(tmp_path_factory):
     harness.close()
 
 
-def _diag_until(robot, predicate, timeout=5.0):
+def _diag_until(robot, predicate, timeout=15.0):
     """Wait until a /diagnostics message satisfies ``predicate``; returns the last one seen."""
     seen = {}
 

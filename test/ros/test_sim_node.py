@@ -107,6 +107,9 @@ def harness_factory(ctx):
     made = []
 
     def make(**params):
+        # These tests read the target from the JointState layout the sim published before the
+        # inputs had topics of their own; the default (False) is tested on its own below.
+        params.setdefault("legacy_target_joints", True)
         h = Harness(ctx, **params)
         made.append(h)
         return h
@@ -338,7 +341,7 @@ def test_out_of_range_parameter_override_fails_at_construction(ctx):
 
 def test_the_target_is_a_point_input_with_the_joint_state_stamp(harness_factory):
     """The target (a non-joint input) is published as PointStamped on `target`, once per tick
-    with the joint state's stamp; with legacy_target_joints (default) also inside JointState."""
+    with the joint state's stamp; with legacy_target_joints also inside JointState."""
     h = harness_factory(publish_clock=True, rate_factor=3.0, camera_rate_hz=0.0, episode_s=1.0, max_episodes=1)
     h.spin_until(lambda: h.episodes, timeout_s=30.0, what="the episode's status")
     h.spin_sim_time(0.05)
@@ -353,6 +356,12 @@ def test_the_target_is_a_point_input_with_the_joint_state_stamp(harness_factory)
     status = h.episodes[0]
     assert status["task"] == "reach" and status["target"] == pytest.approx(list(h.states[0].position[2:]))
     assert {"success", "final_distance", "mode"} <= set(status)
+
+
+def test_legacy_target_joints_are_off_by_default():
+    from genpolicy_ros.sim.node import SimParams
+
+    assert SimParams().legacy_target_joints is False
 
 
 def test_without_legacy_target_joints_joint_state_holds_the_robot_joints_only(harness_factory):
