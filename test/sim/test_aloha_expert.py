@@ -66,7 +66,7 @@ def test_ik_puts_the_tool_centre_point_on_the_waypoints(env):
     env.reset(seed=4)
     expert = TransferCubeExpert.for_env(env)
     assert expert.ik_errors.max() < 1e-3  # m, every row
-    ik = expert._ik["right"]
+    ik = expert.ik["right"]
     grasp = next(w for w in expert.waypoints["right"] if w.step == ExpertConfig().right_down)
     position, rotation = ik.forward(expert.trajectory[grasp.step, 7:13])
     assert position == pytest.approx(np.asarray(grasp.position), abs=1e-3)

@@ -15,7 +15,7 @@ from genpolicy_ros.sim.aloha.collect_offline import main as collect_main  # noqa
 from genpolicy_ros.sim.aloha.env import CUBE_POSE_NAMES, AlohaTaskConfig, AlohaTransferCubeEnv  # noqa: E402
 from genpolicy_ros.sim.aloha.expert import TransferCubeExpert  # noqa: E402
 from genpolicy_ros.sim.aloha.offline import (  # noqa: E402
-    STATE_NAMES, collect_expert_episodes, episode_seed, rollout)
+    STATE_NAMES, collect_expert_episodes, episode_seed, resample_chunk, rollout)
 
 pytestmark = pytest.mark.skipif(not assets.assets_available(),
                                 reason=f"gym-aloha assets not installed: {assets.INSTALL_HINT}")
@@ -90,5 +90,31 @@ def test_rollout_executes_chunks_receding_horizon():
         assert calls[1] == pytest.approx(result.states[8])  # the second chunk saw the state at step 8
         with pytest.raises(ValueError, match="T_p, 14"):
             rollout(lambda obs: np.zeros((4, 13)), env, seed=0, T_o=1, action_horizon=2)
+    finally:
+        env.close()
+
+
+def test_chunks_with_coarser_rows_are_interpolated_onto_the_control_steps():
+    chunk = np.array([[0.0, 10.0], [2.0, 10.0], [4.0, 6.0]])  # rows 0.04 s apart
+    fine = resample_chunk(chunk, 0.04, 0.02)
+    assert fine == pytest.approx(np.array([[0, 10], [1, 10], [2, 10], [3, 8], [4, 6]], dtype=float))
+    assert resample_chunk(chunk, 0.02, 0.02) is chunk
+    with pytest.raises(ValueError, match="whole number"):
+        resample_chunk(chunk, 0.03, 0.02)
+    env = AlohaTransferCubeEnv()
+    try:
+        env.reset(seed=22)
+        plan = TransferCubeExpert.for_env(env).trajectory
+        targets = np.vstack([plan[1:], plan[-1:], plan[-1:]])  # [401, 14]
+        seen = []
+
+        def oracle(observation):  # rows 0.04 s apart: every second target
+            seen.append(observation["state"].copy())
+            k = 16 * (len(seen) - 1)  # T_a = 8 rows = 16 control steps per chunk
+            return targets[k:k + 40:2]
+
+        result = rollout(oracle, env, seed=22, T_o=2, action_horizon=8, chunk_dt=0.04)
+        assert len(seen) == 25 and result.success
+        assert seen[1][0] == pytest.approx(result.states[14]) and seen[1][1] == pytest.approx(result.states[16])
     finally:
         env.close()

@@ -16,9 +16,11 @@ right arm (picks)                          left arm (receives)
 The right gripper grasps the cube's ±y faces pitched ``pick_pitch_deg`` down from the
 horizontal; the left gripper comes in horizontally, rolled 90°, and grasps its top and
 bottom faces, so the fingers of the two grippers never meet. The cube is handed over at
-``meet_xyz`` (its centre). Between waypoints, positions and gripper openings follow a
-minimum-jerk profile and orientations a slerp on the same profile, so every joint starts
-and stops each segment at rest. Joint targets respect the joint limits (the IK clips).
+``meet_xyz`` (its centre). Between waypoints, positions, pitch, roll and gripper openings
+follow a minimum-jerk profile (so every joint starts and stops each segment at rest); the
+gripper's heading stays in its arm's vertical plane (:func:`interpolate`). Joint targets
+respect the joint limits (the IK clips). Over 200 random placements every command stays
+below 1.9 rad/s (grippers: opening/s) and 9 rad/s² (``check_expert``).
 """
 from __future__ import annotations
 
@@ -136,7 +138,8 @@ class TransferCubeExpert:
     def __post_init__(self):
         self.start_q = np.asarray(self.start_q, dtype=float)
         self.cube_xyz = np.asarray(self.cube_xyz, dtype=float)
-        self.waypoints = self._waypoints()
+        self.ik = {arm: ArmIK(self.model, arm) for arm in robot.ARMS}
+        self.waypoints = self._waypoints()  # arm -> [Waypoint]
         self.trajectory, self.ik_errors = self._plan()  # [N, 14], [N, 2] (m, worst of position per arm)
 
     @classmethod
@@ -148,20 +151,19 @@ class TransferCubeExpert:
     def _start_tcp(self, arm: str) -> tuple[np.ndarray, float, float]:
         """Start TCP position [3], pitch and roll (rad) of ``arm``."""
         slots = slice(0, 6) if arm == "left" else slice(7, 13)
-        p, R = self._ik[arm].forward(self.start_q[slots])
+        p, R = self.ik[arm].forward(self.start_q[slots])
         pitch = float(-np.arcsin(np.clip(R[2, 0], -1.0, 1.0)))
         roll = float(np.arctan2(R[2, 1], R[2, 2]))
         return p, pitch, roll
 
     def _waypoints(self) -> dict:
         c = self.config
-        self._ik = {arm: ArmIK(self.model, arm) for arm in robot.ARMS}
         cube, meet = self.cube_xyz, np.asarray(c.meet_xyz, dtype=float)
         pitch = np.deg2rad(c.pick_pitch_deg)
         grasp = cube + [0.0, 0.0, c.grasp_height_m]
         above = grasp + [0.0, 0.0, c.approach_height_m]
         carry = meet + [0.0, 0.0, c.grasp_height_m]  # right TCP with the cube centred at meet_xyz
-        pointing = gripper_rotation(meet[:2] - self._ik["right"].base_xy, pitch, 0.0).as_matrix()[:, 0]
+        pointing = gripper_rotation(meet[:2] - self.ik["right"].base_xy, pitch, 0.0).as_matrix()[:, 0]
         retreat = carry - c.retreat_m * pointing + [0.0, 0.0, 0.05]  # back off along the gripper, and up
         p0r, pitch0r, roll0r = self._start_tcp("right")
         p0l, pitch0l, roll0l = self._start_tcp("left")
@@ -198,10 +200,10 @@ class TransferCubeExpert:
         errors = np.zeros((n, 2))
         for a, arm in enumerate(robot.ARMS):
             slots = slice(0, 6) if arm == "left" else slice(7, 13)
-            positions, matrices, grips = interpolate(self.waypoints[arm], n, self._ik[arm].base_xy)
+            positions, matrices, grips = interpolate(self.waypoints[arm], n, self.ik[arm].base_xy)
             q = self.start_q[slots].copy()  # [6]
             for k in range(n):
-                result = self._ik[arm].solve(positions[k], matrices[k], q)
+                result = self.ik[arm].solve(positions[k], matrices[k], q)
                 q = result.q
                 trajectory[k, slots] = q
                 errors[k, a] = result.position_error

@@ -118,20 +118,40 @@ class RolloutResult:
         return bool(self.evaluation["success"])
 
 
+def resample_chunk(chunk: np.ndarray, chunk_dt: float, control_dt: float) -> np.ndarray:
+    """Chunk rows ``chunk_dt`` apart [T_p, D] -> rows ``control_dt`` apart over the same span
+    (linear interpolation; row 0 stays row 0) [1 + floor((T_p - 1) * chunk_dt / control_dt), D]."""
+    ratio = chunk_dt / control_dt
+    if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
+        raise ValueError(f"chunk rows must be a whole number of control steps apart; got {chunk_dt} s vs "
+                         f"{control_dt} s")
+    ratio = int(round(ratio))
+    if ratio == 1:
+        return chunk
+    t_rows = np.arange(len(chunk)) * ratio  # [T_p] in control steps
+    t_out = np.arange((len(chunk) - 1) * ratio + 1)  # [T_out]
+    return np.stack([np.interp(t_out, t_rows, chunk[:, j]) for j in range(chunk.shape[1])], axis=1)
+
+
 def rollout(policy: ChunkPolicy, env: AlohaTransferCubeEnv, *, seed: int, T_o: int, action_horizon: int,
-            with_images: bool = False) -> RolloutResult:
+            with_images: bool = False, chunk_dt: Optional[float] = None) -> RolloutResult:
     """One receding-horizon episode in simulated time (no latency): from the last ``T_o``
-    observations (``{"state": [T_o, 21]}``, plus ``"images": {camera: [T_o, H, W, 3]}``)
-    ask ``policy`` for a chunk and execute its first ``action_horizon`` rows."""
+    observations (``{"state": [T_o, 21]}``, plus ``"images": {camera: [T_o, H, W, 3]}``,
+    ``chunk_dt`` apart) ask ``policy`` for a chunk and execute its first ``action_horizon``
+    rows. Chunk rows ``chunk_dt`` apart (default: the env's control period; a whole multiple
+    of it) are interpolated linearly onto the 50 Hz control steps."""
     if T_o < 1 or action_horizon < 1:
         raise ValueError("T_o and action_horizon must be >= 1")
+    dt = env.control_dt
+    stride = int(round((chunk_dt or dt) / dt))  # control steps per chunk row
     obs = env.reset(seed=seed)
-    history = [obs] * T_o
+    history = [obs]
     queue: list[np.ndarray] = []
     commands, states = [], []
     for _ in range(env.config.episode_steps):
         if not queue:
-            window = history[-T_o:]
+            # observations at t, t - chunk_dt, ... (the first one repeated before the episode start)
+            window = [history[max(len(history) - 1 - stride * i, 0)] for i in reversed(range(T_o))]
             observation = {"state": np.stack([np.concatenate([o.joint_positions, o.inputs["cube_pose"]])
                                               for o in window]).astype(np.float32)}  # [T_o, 21]
             if with_images:
@@ -140,11 +160,11 @@ def rollout(policy: ChunkPolicy, env: AlohaTransferCubeEnv, *, seed: int, T_o: i
             chunk = np.asarray(policy(observation), dtype=float)  # [T_p, 14]
             if chunk.ndim != 2 or chunk.shape[1] != 14 or len(chunk) < 1:
                 raise ValueError(f"policy returned a chunk of shape {chunk.shape}; expected [T_p, 14]")
-            queue = list(chunk[:action_horizon])
+            queue = list(resample_chunk(chunk, stride * dt, dt)[:action_horizon * stride])
         command = np.clip(queue.pop(0), robot.JOINT_LOWER, robot.JOINT_UPPER)  # [14]
         states.append(np.concatenate([obs.joint_positions, obs.inputs["cube_pose"]]))
         commands.append(command)
-        obs = env.step(command, env.control_dt, with_image=with_images)
+        obs = env.step(command, dt, with_image=with_images)
         history.append(obs)
-        history = history[-T_o:]
+        history = history[-(stride * T_o + 1):]
     return RolloutResult(evaluation=env.evaluate(), commands=np.asarray(commands), states=np.asarray(states))
