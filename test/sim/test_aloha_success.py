@@ -15,10 +15,10 @@ from genpolicy_ros.sim.aloha.expert import ExpertConfig, TransferCubeExpert  # n
 from genpolicy_ros.sim.aloha.success import ContactState, TransferCubeMonitor  # noqa: E402
 
 
-def state(left=0, right=0, table=False, height=0.0, arms=False):
+def state(left=0, right=0, table=False, height=0.0, arms=False, fingers=False):
     return ContactState(left_fingers_on_cube=left, right_fingers_on_cube=right, benchmark_left_finger=left > 0,
-                        benchmark_right_finger=right > 0, cube_on_table=table, arms_touch=arms, arm_on_table=False,
-                        cube_height=height)
+                        benchmark_right_finger=right > 0, cube_on_table=table, arms_touch=arms, fingers_touch=fingers,
+                        arm_on_table=False, cube_height=height)
 
 
 def judge(*states, **kw):
@@ -76,6 +76,8 @@ def test_arm_collision_fails_unless_allowed():
     assert not r["success"] and r["mode"] == "arm_collision" and r["arm_collision"]
     assert r["stages"]["transferred"]  # the cube did get across
     assert judge(GRASPED, LIFTED, collided, HELD_BY_LEFT, fail_on_arm_collision=False)["success"]
+    brushed = judge(GRASPED, LIFTED, state(left=2, right=2, height=0.2, fingers=True), HELD_BY_LEFT)
+    assert brushed["success"] and brushed["finger_touch_steps"] == 1 and not brushed["arm_collision"]
 
 
 def test_lift_needs_height():

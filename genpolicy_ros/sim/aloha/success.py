@@ -15,7 +15,11 @@ still held aloft by the right gripper as a success. We report it as ``benchmark_
   called) both fingers of the *left* gripper touch the cube, neither finger of the right
   gripper does, the cube does not touch the table and is at least ``min_lift_m`` above its
   resting height, it was lifted by the right gripper before (a hand-over, not a pick by the
-  left arm), and, with ``fail_on_arm_collision``, the two arms never touched each other.
+  left arm), and, with ``fail_on_arm_collision``, the arms never collided: no contact
+  between the two arms other than finger against finger. Fingers brushing fingers at the
+  hand-over belong to the task (learned policies do it at 8-15 N; gym-aloha ignores all arm
+  contacts) and are only counted (``finger_touch_steps``); a finger against the other
+  gripper's body or any two links touching is a collision.
 
 ``mode`` names the outcome: ``success``, or the first failure among ``arm_collision``,
 ``never_grasped`` (the right gripper never held it), ``not_lifted``, ``dropped`` (it was
@@ -51,7 +55,8 @@ class ContactState:
     benchmark_left_finger: bool  # gym-aloha's test: the left gripper's "left finger" geom
     benchmark_right_finger: bool
     cube_on_table: bool
-    arms_touch: bool  # a geom of one arm touches a geom of the other
+    arms_touch: bool  # a geom of one arm touches a geom of the other, not finger against finger
+    fingers_touch: bool  # a finger of one gripper touches a finger of the other
     arm_on_table: bool  # a geom of either arm touches the table
     cube_height: float  # m, cube centre above its resting height
 
@@ -78,6 +83,7 @@ class ContactClassifier:
         missing += [n for arm in FINGER_GEOMS for n, i in zip(FINGER_GEOMS[arm], self.fingers[arm]) if i < 0]
         if missing:
             raise ValueError(f"ALOHA model lacks the geoms {missing}")
+        self.all_fingers = set(self.fingers["left"] + self.fingers["right"])
         # arm_of_geom[g] = 0 (no arm), 1 (left arm), 2 (right arm): by the geom's root body.
         self.arm_of_geom = np.zeros(model.ngeom, dtype=np.int8)  # [ngeom]
         for code, arm in ((1, "left"), (2, "right")):
@@ -94,11 +100,14 @@ class ContactClassifier:
         touching = lambda a, b: tuple(sorted((a, b))) in pairs  # noqa: E731
         left = [touching(self.cube, f) for f in self.fingers["left"]]
         right = [touching(self.cube, f) for f in self.fingers["right"]]
-        arms_touch = arm_on_table = False
+        arms_touch = fingers_touch = arm_on_table = False
         for a, b in pairs:
             arm_a, arm_b = self.arm_of_geom[a], self.arm_of_geom[b]
             if arm_a and arm_b and arm_a != arm_b:
-                arms_touch = True
+                if a in self.all_fingers and b in self.all_fingers:
+                    fingers_touch = True
+                else:
+                    arms_touch = True
             if (arm_a and b == self.table) or (arm_b and a == self.table):
                 arm_on_table = True
         return ContactState(
@@ -108,6 +117,7 @@ class ContactClassifier:
             benchmark_right_finger=right[0],
             cube_on_table=touching(self.cube, self.table),
             arms_touch=arms_touch,
+            fingers_touch=fingers_touch,
             arm_on_table=arm_on_table,
             cube_height=float(cube_height),
         )
@@ -124,6 +134,7 @@ class TransferCubeMonitor:
     arm_collision: bool = False
     max_reward: int = 0
     table_contact_steps: int = 0
+    finger_touch_steps: int = 0
     steps: int = 0
     last: ContactState | None = field(default=None, repr=False)
 
@@ -133,7 +144,7 @@ class TransferCubeMonitor:
 
     def reset(self) -> None:
         self.grasped = self.lifted = self.arm_collision = False
-        self.max_reward = self.table_contact_steps = self.steps = 0
+        self.max_reward = self.table_contact_steps = self.finger_touch_steps = self.steps = 0
         self.last = None
 
     def update(self, state: ContactState) -> None:
@@ -144,6 +155,7 @@ class TransferCubeMonitor:
         self.lifted |= right_grip and not state.cube_on_table and state.cube_height >= self.min_lift_m
         self.arm_collision |= state.arms_touch
         self.table_contact_steps += int(state.arm_on_table)
+        self.finger_touch_steps += int(state.fingers_touch)
         self.max_reward = max(self.max_reward, state.benchmark_reward())
 
     def evaluate(self) -> dict:
@@ -176,5 +188,6 @@ class TransferCubeMonitor:
             "max_reward": int(self.max_reward),
             "arm_collision": bool(self.arm_collision),
             "table_contact_steps": int(self.table_contact_steps),
+            "finger_touch_steps": int(self.finger_touch_steps),
             "cube_height_m": float(s.cube_height) if s is not None else 0.0,
         }
