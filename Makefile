@@ -8,6 +8,8 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 STAMP   = $(VENV)/.genpolicy-installed
 TORCH_VERSION ?= 2.13.0
+GYM_ALOHA_VERSION ?= 0.1.5
+ALOHA_STAMP = $(VENV)/.gym-aloha-assets
 PYTEST_ARGS ?=
 
 export OMP_NUM_THREADS ?= 1
@@ -47,7 +49,17 @@ sim-deps:
 	  (apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq libosmesa6 >/dev/null 2>&1) \
 	  || echo "note: libosmesa6 not installed; MuJoCo will render with EGL"; }
 
-install: $(STAMP) sim-deps
+# The ALOHA bimanual scene (genpolicy_ros/sim/aloha) uses the MJCF files and meshes shipped in
+# the gym-aloha wheel (Apache-2.0), read from its gym_aloha/assets/ folder; none of its Python
+# code is imported. It is installed with --no-deps, after everything else, on purpose: gym-aloha
+# pins mujoco<3.9 and requires dm-control, so as a setup.py extra pip would downgrade our MuJoCo
+# (4.x, which loads these files fine) or refuse to resolve. Only the wheel's files are wanted.
+# `pip check` therefore reports gym-aloha's unmet requirements; that is expected.
+$(ALOHA_STAMP): $(STAMP)
+	$(PIP) install --quiet --no-deps "gym-aloha==$(GYM_ALOHA_VERSION)"
+	@touch $(ALOHA_STAMP)
+
+install: $(STAMP) $(ALOHA_STAMP) sim-deps
 
 demo: install
 	$(VENV)/bin/genpolicy demo
