@@ -42,7 +42,8 @@ at the next chunk, limits at the next tick); ``control_rate_hz`` also re-times t
 Non-★ parameters are read-only while configured (cleanup first).
 
 Time: ``now`` and header stamps are seconds of the node's clock (ROS time: wall, or
-``/clock`` with ``use_sim_time``); the engine's staleness watchdog also runs on
+``/clock`` with ``use_sim_time``, when the command loop also ticks on ``/clock``: one tick
+per simulated period, ros/sim_time.py); the engine's staleness watchdog also runs on
 ``time.monotonic`` so a stopped ``/clock`` is detected (reliability.md row 14). The
 diagnostics timer runs on the steady clock for the same reason.
 """
@@ -74,6 +75,7 @@ from .node_output import ACTION_CHUNK_TOPIC, FORWARD_TOPIC, TRAJECTORY_TOPIC, Co
 from .node_services import NodeServices
 from .node_settings import backend_precheck, engine_settings, input_settings, model_checks
 from .node_status import StatusReporter
+from .sim_time import SimTimeLoop
 from .parameters import SPECS, NodeParams, declaration_list, validate_ros_parameters
 from .qos import command_qos
 
@@ -122,6 +124,9 @@ class PolicyNode(NodeServices, LifecycleNode):
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, command_qos())
         self._status = StatusReporter()
+        # use_sim_time: the command loop ticks on /clock (one tick per period of simulated
+        # time, however fast or slow the simulator runs), not on the wall clock.
+        self._sim_time = SimTimeLoop(self) if self.get_clock().ros_time_is_active else None
 
         self._state_label = "unconfigured"
         self._params: Optional[NodeParams] = None  # applied values (configure / tick)
@@ -335,8 +340,9 @@ class PolicyNode(NodeServices, LifecycleNode):
                                     steady_clock=time.monotonic, latency=latency)
         self._params = params
         self._input_settings = input_settings(params, self._config)
+        timing = self._sim_time.loop_timing() if self._sim_time is not None else {}
         self._loop = RateLoop(params.control_rate_hz, self._on_tick, name="genpolicy-executor",
-                              on_error=self._on_tick_error)
+                              on_error=self._on_tick_error, **timing)
         return True
 
     def _create_interfaces(self) -> None:
