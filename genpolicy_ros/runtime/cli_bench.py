@@ -13,6 +13,10 @@ Four measurements in one run (see :mod:`genpolicy_ros.runtime.bench`):
    (:mod:`genpolicy_ros.ros.command_stream`, run as a child process so that this module
    stays ROS-free).
 
+``--soak-seconds N`` runs a soak *instead* of these four (:mod:`genpolicy_ros.runtime.bench.soak`):
+the node in its own process for N seconds with camera frames and generation running,
+per-window lateness, RSS, file descriptors and threads; ``soak`` in the JSON, ``soak.png``.
+
 Prints a table, writes ``--json FILE`` and, with ``--plot DIR``, PNGs.
 """
 from __future__ import annotations
@@ -25,6 +29,7 @@ import sys
 from pathlib import Path
 
 from .bench.latency import DEFAULT_BACKENDS, DEFAULT_DEVICES, DEFAULT_SPECS
+from .bench.soak import add_soak_arguments
 
 
 def _csv(text: str) -> list:
@@ -68,6 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="command message of the ROS measurement (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="noise / episode seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_soak_arguments(p)
 
 
 def inference_defaults(model_dir) -> dict:
@@ -118,6 +124,10 @@ class _Progress:
 
 
 def run(args) -> int:
+    if args.soak_seconds:
+        from .bench.soak import run_soak_bench
+
+        return run_soak_bench(args)
     try:
         _check(args)
         specs_text, backends, devices = _csv(args.samplers), _csv(args.backends), _csv(args.devices)
@@ -221,6 +231,7 @@ def _run(args, lat_cfg) -> int:
     report = rep.build_report(machine=rep.machine_info(), model=rep.model_info(args.model, policy),
                               settings=settings, latency_rows=rows, speedup=speed, executor=executor,
                               seams=seams, skipped=skipped, ros_stream=ros_stream)
+    report["soak"] = {"skipped": True, "reason": "no --soak-seconds (a soak runs alone)"}
     path = rep.write_json(report, args.json)
     print(rep.format_table(report))
     print(f"\nreport written to {path}")
