@@ -105,7 +105,11 @@ def test_settings_the_graph_cannot_express_use_the_per_step_path(onnx_backends, 
         assert backend.last_path.startswith(f"per_step: {why}"), backend.last_path
         err = (got - reference(policies["flow"], other, noise)).abs().max().item()
         assert err < TOL, f"per-step path ({why}) max abs err {err:.3g}"
-    assert len(backend.pending) == 1, "unprepared settings are remembered for prepare_pending()"
+    assert backend.graph_status(SamplerSettings(sampler="flow", num_steps=4), OBS) == ("build", ""), \
+        "settings a graph can express but that are not built yet can be built"
+    assert backend.graph_status(settings, OBS) == ("graph", "")
+    status, why = backend.graph_status(SamplerSettings(sampler="flow", num_steps=10, guidance_scale=2.0), OBS)
+    assert status == "none" and "guidance_scale" in why
     # RTC guided inpainting differentiates through the denoiser: eager
     prefix = torch.zeros(1, 3, 3)  # [1, k, D_a]
     got = backend.sample(OBS, noise, settings, prefix_actions=prefix, prefix_mode="guided")

@@ -25,9 +25,14 @@ Session options: ``intra_op_num_threads`` = the process's torch thread count (or
 ``num_threads``), one inter-op thread, sequential execution, all graph optimisations, and
 thread spinning off (spinning workers would steal the core the executor needs on a
 2-core machine).
+
+Exporter: ``exporter="torchscript"`` (default) traces with ``torch.onnx.export(dynamo=False)``;
+``exporter="dynamo"`` uses the ``torch.export``-based exporter (needs ``onnxscript``). Why
+the default is still the tracer is measured in :data:`EXPORTERS` below.
 """
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
 import time
@@ -37,23 +42,43 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from .base import BackendError, GraphBackend, GraphSpec, SamplerSettings, UnrolledSampler, swapped_network
+from .base import BackendError, SamplerSettings
 from .cache import EngineCache, EngineKey, code_digest, device_name, library_versions, weights_digest
+from .graph import GraphBackend, GraphSpec, UnrolledSampler, swapped_network
 
 OPSET = 17
 LOG = logging.getLogger("genpolicy_ros.runtime.backends")
+EXPORTERS = ("torchscript", "dynamo")
 
 
-def export_onnx(module: torch.nn.Module, inputs: list, input_names: list[str],
-                output_names: list[str], dynamic_axes: dict | None = None) -> bytes:
-    """Trace ``module(*inputs)`` to ONNX (TorchScript exporter, static shapes) and return the bytes."""
+def export_onnx(module: torch.nn.Module, inputs: list, input_names: list[str], output_names: list[str],
+                dynamic_axes: dict | None = None, exporter: str = "torchscript") -> bytes:
+    """``module(*inputs)`` as ONNX bytes (static shapes unless ``dynamic_axes``).
+
+    ``torchscript``: the tracing exporter (``dynamo=False``); ``dynamo``: the
+    ``torch.export``-based exporter (``dynamo=True``, needs ``onnxscript``).
+    """
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {list(EXPORTERS)}, got {exporter!r}")
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer / deprecation chatter
-        torch.onnx.export(module, tuple(inputs), buf, dynamo=False, input_names=input_names,
-                          output_names=output_names, opset_version=OPSET, do_constant_folding=True,
-                          dynamic_axes=dynamic_axes)
-    return buf.getvalue()
+        if exporter == "torchscript":
+            torch.onnx.export(module, tuple(inputs), buf, dynamo=False, input_names=input_names,
+                              output_names=output_names, opset_version=OPSET, do_constant_folding=True,
+                              dynamic_axes=dynamic_axes)
+            return buf.getvalue()
+        if importlib.util.find_spec("onnxscript") is None:
+            raise BackendError("the dynamo ONNX exporter needs onnxscript (pip install onnxscript)")
+        dynamic_shapes = None
+        if dynamic_axes:
+            batch = torch.export.Dim("B")
+            dynamic_shapes = tuple({0: batch} if name in dynamic_axes else None for name in input_names)
+        program = torch.onnx.export(module, tuple(inputs), dynamo=True, input_names=input_names,
+                                    output_names=output_names, opset_version=max(OPSET, 18),
+                                    dynamic_shapes=dynamic_shapes, optimize=True, verbose=False)
+        program.save(buf)
+        return buf.getvalue()
 
 
 def make_session(model_bytes: bytes, device: str, num_threads: int | None, spinning: bool = False):
@@ -82,13 +107,14 @@ class OnnxRuntimeBackend(GraphBackend):
     modes = ("unrolled", "per_step")
 
     def __init__(self, policy, device: str = "cpu", cache_dir=None, *, mode: str = "unrolled",
-                 spinning: bool = False, per_step_fallback: bool = True, **kwargs):
+                 spinning: bool = False, per_step_fallback: bool = True, exporter: str = "torchscript", **kwargs):
         super().__init__(policy, device, cache_dir, **kwargs)
         if mode not in self.modes:
             raise ValueError(f"onnxruntime mode must be one of {list(self.modes)}, got {mode!r}")
-        if self.precision != "fp32":
-            raise ValueError("the onnxruntime backend runs fp32 only (use tensorrt for fp16)")
+        if exporter not in EXPORTERS:
+            raise ValueError(f"onnxruntime exporter must be one of {list(EXPORTERS)}, got {exporter!r}")
         self.mode = mode
+        self.exporter = exporter
         self.spinning = bool(spinning)
         self.per_step_fallback = bool(per_step_fallback)
         self._denoiser = None  # per-step ONNX denoiser: the fast path for settings without a graph
@@ -101,10 +127,8 @@ class OnnxRuntimeBackend(GraphBackend):
             import onnxruntime as ort
         except ImportError as exc:
             return False, f"onnxruntime is not installed ({exc}); pip install onnxruntime"
-        try:
-            import onnx  # noqa: F401 - torch.onnx.export needs it
-        except ImportError as exc:
-            return False, f"onnx is not installed ({exc}); pip install onnx"
+        if importlib.util.find_spec("onnx") is None:  # torch.onnx.export needs it (not imported here: 0.5 s)
+            return False, "onnx is not installed; pip install onnx"
         if str(device).startswith("cuda") and "CUDAExecutionProvider" not in ort.get_available_providers():
             return False, (f"onnxruntime {ort.__version__} has no CUDAExecutionProvider "
                            f"(providers: {ort.get_available_providers()}); install onnxruntime-gpu")
@@ -112,6 +136,9 @@ class OnnxRuntimeBackend(GraphBackend):
 
     def describe(self) -> str:
         return f"{self.name}[{self.mode}] on {self.device} ({self.precision})"
+
+    def _on_clone(self) -> None:
+        self.per_step_fallback = False  # the serving backend already has its per-step denoiser
 
     # ---------------------------------------------------------------- build
     def _key(self, spec: GraphSpec, shapes: dict) -> EngineKey:
@@ -124,22 +151,28 @@ class OnnxRuntimeBackend(GraphBackend):
             precision=self.precision, shapes=shapes,
             sampler={"sampler": s.sampler, "num_steps": s.num_steps, "eta": s.eta,
                      "guidance_scale": s.guidance_scale},
+            extra={"exporter": self.exporter},
         )
 
-    def _model_bytes(self, key: EngineKey, export) -> bytes:
+    def _model_bytes(self, key: EngineKey, export, what: str) -> bytes:
         data = self.cache.load(key, "onnx") if self.cache is not None else None
         info = {"cache": "hit" if data is not None else ("miss" if self.cache is not None else "off")}
         if data is None:
+            self.report(f"onnxruntime: exporting {what} to ONNX ({self.exporter} exporter; no cached engine — "
+                        f"`genpolicy export MODEL` does this ahead of time)")
             t = time.perf_counter()
             data = export()
             info["build_s"] = time.perf_counter() - t
+            self.report(f"onnxruntime: exported {what} in {info['build_s']:.1f} s")
             if self.cache is not None:
                 self.cache.store(key, "onnx", data)
+        else:
+            self.report(f"onnxruntime: {what} loaded from the engine cache")
         self._last_info = info
         return data
 
-    def _session_or_rebuild(self, key: EngineKey, export):
-        data = self._model_bytes(key, export)
+    def _session_or_rebuild(self, key: EngineKey, export, what: str):
+        data = self._model_bytes(key, export, what)
         try:
             return make_session(data, self.device, self.num_threads, self.spinning)
         except BackendError:
@@ -148,7 +181,7 @@ class OnnxRuntimeBackend(GraphBackend):
             # A cached file that passed its hash check but does not load (e.g. written by
             # a different onnxruntime): drop it and rebuild once.
             self.cache.remove(key, "onnx")
-            return make_session(self._model_bytes(key, export), self.device, self.num_threads, self.spinning)
+            return make_session(self._model_bytes(key, export, what), self.device, self.num_threads, self.spinning)
 
     def _build(self, spec: GraphSpec, example_inputs: list):
         if self.mode == "unrolled":
@@ -172,7 +205,9 @@ class OnnxRuntimeBackend(GraphBackend):
         shapes = {n: list(x.shape) for n, x in zip(names, example_inputs)}
         key = self._key(spec, shapes)
         module = UnrolledSampler(self.policy, spec)
-        session = self._session_or_rebuild(key, lambda: export_onnx(module, example_inputs, names, ["actions"]))
+        what = f"the {spec.settings.label} sampler{' + RTC prefix' if spec.with_prefix else ''}"
+        session = self._session_or_rebuild(
+            key, lambda: export_onnx(module, example_inputs, names, ["actions"], exporter=self.exporter), what)
 
         def run(inputs: list) -> torch.Tensor:
             feeds = {n: np.ascontiguousarray(x.numpy()) for n, x in zip(names, inputs)}
@@ -195,7 +230,8 @@ class OnnxRuntimeBackend(GraphBackend):
         key = replace(key, backend=f"{self.name}:denoiser", sampler={})
         axes = {n: {0: "B"} for n in [*net_names, "output"]}
         session = self._session_or_rebuild(
-            key, lambda: export_onnx(self.policy.network, net_inputs, net_names, ["output"], dynamic_axes=axes))
+            key, lambda: export_onnx(self.policy.network, net_inputs, net_names, ["output"], dynamic_axes=axes,
+                                     exporter=self.exporter), "the per-step denoiser")
         return _OrtDenoiser(session, net_names)
 
     def _per_step_runner(self, spec):
