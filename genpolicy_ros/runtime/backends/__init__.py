@@ -151,8 +151,8 @@ class AutoBackend(InferenceBackend):
     def graph_status(self, settings, example_obs, **kwargs):
         return self._require().graph_status(settings, example_obs, **kwargs)
 
-    def prepare_detached(self, settings, example_obs, **kwargs):
-        self._require().prepare_detached(settings, example_obs, **kwargs)
+    def detached(self):
+        return self._require().detached()
 
     def close(self) -> None:
         if self.chosen is not None:

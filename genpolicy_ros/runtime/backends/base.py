@@ -20,8 +20,8 @@ whose settings the graph cannot express — classifier-free guidance ≠ 1, DDIM
 (fresh noise drawn inside the loop), RTC *guided* prefix (needs a vector–Jacobian
 product), or settings not built yet — runs a fallback path for that call; ``last_path``
 says which path ran and why. :meth:`InferenceBackend.graph_status` tells whether settings
-have a graph, could get one, or cannot; :meth:`InferenceBackend.prepare_detached` builds
-one on a copy of the policy so that a background thread can build while ``sample`` serves.
+have a graph, could get one, or cannot; :meth:`InferenceBackend.detached` gives a builder
+on a copy of the policy so that a background thread can build while ``sample`` serves.
 
 ``precision``: ``fp32`` everywhere; ``fp16`` only on CUDA (TensorRT engines, or
 ``torch.autocast`` for eager / CUDA graph / compile). ``progress`` (a callable taking one
@@ -178,9 +178,9 @@ class InferenceBackend(abc.ABC):
         when one could be built, ``("none", reason)`` when they run without a graph."""
         return "none", f"the {self.name} backend runs no graphs"
 
-    def prepare_detached(self, settings: SamplerSettings, example_obs: Mapping[str, Any], *,
-                         with_prefix: bool = False) -> None:
-        """Like :meth:`prepare`, safe to run in a thread while :meth:`sample` serves."""
+    def detached(self) -> "InferenceBackend":
+        """A copy whose :meth:`prepare` may run in another thread while this one serves
+        (graph backends); call it from the serving thread."""
         raise BackendError(f"the {self.name} backend has nothing to build")
 
     def close(self) -> None:

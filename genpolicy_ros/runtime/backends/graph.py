@@ -159,13 +159,15 @@ class GraphBackend(InferenceBackend):
         info["prepare_s"] = time.perf_counter() - t
         self._graphs[spec] = runner
 
-    def prepare_detached(self, settings, example_obs, *, with_prefix=False):
-        """Build on a deep copy of the policy (nothing the serving thread touches), then
-        publish the graph with one dict assignment; ``sample`` picks it up on its next call."""
-        clone = copy.copy(self)  # shares _graphs / build_info: the finished graph lands there
+    def detached(self) -> "GraphBackend":
+        """A builder for another thread: shares the graph table (a finished graph lands
+        there with one dict assignment and ``sample`` picks it up on its next call) but
+        works on a deep copy of the policy, which the serving thread never touches. Call
+        it from the serving thread (the copy must not catch a swapped-in denoiser)."""
+        clone = copy.copy(self)
         clone.policy = copy.deepcopy(self.policy)
         clone._on_clone()
-        clone.prepare(settings, example_obs, with_prefix=with_prefix)
+        return clone
 
     def _on_clone(self) -> None:
         """Hook for subclasses whose per-instance build state must not be shared with a clone."""

@@ -72,7 +72,6 @@ class GenerationSession:
         self._lock = threading.Lock()  # guards the build bookkeeping below
         self._build_s: dict[SamplerSettings, float] = {}  # settings -> seconds its graph took
         self._building: Optional[SamplerSettings] = None
-        self._wanted: Optional[tuple] = None  # (settings, with_prefix) to build after the current one
         self._builder: Optional[threading.Thread] = None
         self._failed_builds: dict[SamplerSettings, str] = {}
         t = time.perf_counter()
@@ -126,6 +125,8 @@ class GenerationSession:
         """``(settings to serve now, settings whose graph is being built or None)``."""
         key = self._key(requested)
         status, _ = self._status(key, with_prefix, prefix_mode)
+        if status == "build" and key in self._failed_builds:
+            status = "none"
         if status != "build":
             if status == "graph":
                 self.active = key
@@ -138,18 +139,21 @@ class GenerationSession:
         return requested, key
 
     def _request_build(self, key: SamplerSettings, with_prefix: bool) -> None:
+        """Start building ``key``'s graph in a background thread (serving thread only)."""
         with self._lock:
-            if key in self._failed_builds or self._building == key:
-                return
-            if self._building is not None:
-                self._wanted = (key, with_prefix)  # newest wins; built after the current one
-                return
+            if key in self._failed_builds or self._building is not None:
+                return  # one build at a time; a later request starts the next one if still wanted
             self._building = key
-        self._builder = threading.Thread(target=self._build, args=(key, with_prefix),
+        try:
+            builder = self.backend.detached()  # here, not in the thread: see InferenceBackend.detached
+        except Exception as exc:  # noqa: BLE001
+            self._finish_build(key, None, exc)
+            return
+        self._builder = threading.Thread(target=self._build, args=(builder, key, with_prefix),
                                          name="genpolicy-graph-build", daemon=True)
         self._builder.start()
 
-    def _build(self, key: SamplerSettings, with_prefix: bool) -> None:
+    def _build(self, builder, key: SamplerSettings, with_prefix: bool) -> None:
         _lower_this_thread_priority()
         serving = self.active.label if self.active is not None else "fallback"
         keep = (f"the {serving} graph keeps serving" if self.cfg.settings_switch == "after_build"
@@ -157,19 +161,22 @@ class GenerationSession:
         self.report(f"building the {key.label} graph in the background ({keep})")
         t = time.perf_counter()
         try:
-            self.backend.prepare_detached(key, self.example_t, with_prefix=with_prefix)
+            builder.prepare(key, self.example_t, with_prefix=with_prefix)
         except Exception as exc:  # noqa: BLE001 - the settings then stay on the fallback path
-            with self._lock:
-                self._failed_builds[key] = str(exc)
-            self.report(f"could not build the {key.label} graph ({exc}); those settings run on the fallback path")
+            self._finish_build(key, None, exc)
         else:
-            self._build_s[key] = time.perf_counter() - t
-            self.report(f"{key.label} graph ready after {self._build_s[key]:.2f} s; switching to it")
+            self._finish_build(key, time.perf_counter() - t, None)
+
+    def _finish_build(self, key: SamplerSettings, seconds: Optional[float], error: Optional[BaseException]) -> None:
+        if error is not None:
+            self._failed_builds[key] = str(error) or type(error).__name__
+            self.report(f"could not build the {key.label} graph ({self._failed_builds[key]}); "
+                        f"those settings run on the fallback path")
+        else:
+            self._build_s[key] = seconds
+            self.report(f"{key.label} graph ready after {seconds:.2f} s; switching to it")
         with self._lock:
             self._building = None
-            wanted, self._wanted = self._wanted, None
-        if wanted is not None and self._status(wanted[0], wanted[1], "hard")[0] == "build":
-            self._request_build(*wanted)
 
     def wait_builds(self, timeout: float) -> bool:
         """Block until no background build is running (tests, ``genpolicy export``)."""
