@@ -42,6 +42,8 @@ def test_runtime_sampler_change_builds_the_new_graph_and_switches(tiny_model_dir
     session = GenerationSession(WorkerConfig(model_dir=str(tiny_model_dir), backend="onnxruntime", settings=FLOW10,
                                              cache_dir=cache_dir, settings_switch=switch), progress=lines.append)
     try:
+        assert session.wait_builds(120), "the per-step fallback is built in the background after the start"
+        assert any("per-step denoiser" in line for line in lines), lines
         _, meta = session.generate(request(1, FLOW10), obs(1))
         assert meta["path"] == "graph" and meta["settings"] == "flow-10" and meta["pending_settings"] is None
         assert meta["graph_build_s"] is not None and meta["graph_build_s"] > 0
@@ -74,6 +76,7 @@ def test_settings_a_graph_cannot_express_are_served_at_once_without_a_build(tiny
     session = GenerationSession(WorkerConfig(model_dir=str(tiny_model_dir), backend="onnxruntime", settings=FLOW10,
                                              cache_dir=cache_dir))
     try:
+        assert session.wait_builds(120)
         cfg = SamplerSettings(sampler="flow", num_steps=10, guidance_scale=2.0)
         _, meta = session.generate(request(1, cfg), obs(1))
         assert meta["pending_settings"] is None and meta["settings"] == "flow-10 w=2"

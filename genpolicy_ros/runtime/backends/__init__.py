@@ -114,7 +114,7 @@ class AutoBackend(InferenceBackend):
             raise BackendError(reason)
         backend = cls(self.policy, self.device, self.cache_dir, precision=self.precision,
                       num_threads=self.num_threads, **self.options.get(name, {}))
-        backend.progress = self.progress
+        backend.progress, backend.defer_extras = self.progress, self.defer_extras
         return backend
 
     def prepare(self, settings, example_obs, *, with_prefix: bool = False) -> None:
@@ -153,6 +153,9 @@ class AutoBackend(InferenceBackend):
 
     def detached(self):
         return self._require().detached()
+
+    def background_work(self):
+        return self._require().background_work()
 
     def close(self) -> None:
         if self.chosen is not None:

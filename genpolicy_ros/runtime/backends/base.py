@@ -150,6 +150,7 @@ class InferenceBackend(abc.ABC):
         self.num_threads = num_threads
         self.cache_dir = cache_dir
         self.progress: Callable[[str], None] | None = None  # build-step lines, see module docstring
+        self.defer_extras = False  # True: leave non-essential builds to background_work()
         self.last_path = "unprepared"  # "graph" | "per_step: <reason>" | "eager: <reason>" after each sample()
         policy.eval()
 
@@ -177,6 +178,12 @@ class InferenceBackend(abc.ABC):
         """``("graph", "")`` when a prepared graph serves these settings, ``("build", "")``
         when one could be built, ``("none", reason)`` when they run without a graph."""
         return "none", f"the {self.name} backend runs no graphs"
+
+    def background_work(self) -> Callable[[], None] | None:
+        """With ``defer_extras``: work ``prepare`` left out to start faster (e.g. the per-step
+        fallback path), as a callable to run in a background thread, or None. Call it from
+        the serving thread; the callable publishes its result itself."""
+        return None
 
     def detached(self) -> "InferenceBackend":
         """A copy whose :meth:`prepare` may run in another thread while this one serves

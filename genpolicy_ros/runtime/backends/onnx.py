@@ -118,6 +118,7 @@ class OnnxRuntimeBackend(GraphBackend):
         self.spinning = bool(spinning)
         self.per_step_fallback = bool(per_step_fallback)
         self._denoiser = None  # per-step ONNX denoiser: the fast path for settings without a graph
+        self._denoiser_example = None  # (spec, inputs) it is built from when deferred
         self.cache = EngineCache(cache_dir) if cache_dir is not None else None
         self._weights_sha = None
 
@@ -188,10 +189,10 @@ class OnnxRuntimeBackend(GraphBackend):
             runner = self._build_unrolled(spec, example_inputs)
             info = dict(self._last_info)
             if self.per_step_fallback and self._denoiser is None:
-                try:
-                    self._denoiser = self._build_denoiser(spec, example_inputs)
-                except Exception as exc:  # noqa: BLE001 - the fallback then stays eager
-                    LOG.warning("onnxruntime: per-step denoiser export failed (%s); other settings run eager", exc)
+                if self.defer_extras:
+                    self._denoiser_example = (spec, example_inputs)  # built by background_work()
+                else:
+                    self._try_build_denoiser(spec, example_inputs)
         else:
             if self._denoiser is None:
                 self._denoiser = self._build_denoiser(spec, example_inputs)
@@ -214,6 +215,24 @@ class OnnxRuntimeBackend(GraphBackend):
             return torch.from_numpy(session.run(["actions"], feeds)[0])  # [B, T_p, D_a]
 
         return run
+
+    def _try_build_denoiser(self, spec, example_inputs) -> None:
+        try:
+            self._denoiser = self._build_denoiser(spec, example_inputs)
+        except Exception as exc:  # noqa: BLE001 - the fallback then stays eager
+            LOG.warning("onnxruntime: per-step denoiser export failed (%s); other settings run eager", exc)
+
+    def background_work(self):
+        if self._denoiser is not None or self._denoiser_example is None:
+            return None
+        builder, (spec, inputs) = self.detached(), self._denoiser_example
+        self._denoiser_example = None
+
+        def build_per_step_denoiser():
+            builder._try_build_denoiser(spec, inputs)
+            self._denoiser = builder._denoiser  # published with one assignment
+
+        return build_per_step_denoiser
 
     def _build_denoiser(self, spec, example_inputs) -> "_OrtDenoiser":
         """Export the denoiser alone, batch axis dynamic (classifier-free guidance doubles it)."""

@@ -7,7 +7,9 @@ Parent → child: ``("generate", request_without_obs, encoded_obs)`` and ``("sto
 """
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -29,7 +31,7 @@ class _LockedSender:
             try:
                 self._conn.send(msg)
                 return True
-            except (OSError, ValueError, BrokenPipeError):
+            except (OSError, ValueError):
                 return False
 
 
@@ -76,3 +78,8 @@ def child_main(conn, cfg: WorkerConfig, heartbeat, parent_pid: int) -> None:
     finally:
         stop.set()
         session.close()
+    # Nothing left to flush: skip the interpreter's teardown of torch (~0.1-0.2 s), so that
+    # close() in the parent rarely needs SIGTERM.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

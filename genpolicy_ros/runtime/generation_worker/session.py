@@ -66,12 +66,13 @@ class GenerationSession:
         self.backend = create_backend(cfg.backend, self.policy, cfg.device, cache_dir,
                                       precision=cfg.precision, num_threads=cfg.num_threads)
         self.backend.progress = self.report
+        self.backend.defer_extras = True  # e.g. the per-step fallback: built after "ready", below
         example = cfg.example_obs or example_obs_from_config(self.policy.config)
         self.example_t = to_policy_obs(example)  # batched tensors [1, ...]
         self.build_with_prefix = cfg.prepare_prefix and self.policy.config.kind != "regression"
         self._lock = threading.Lock()  # guards the build bookkeeping below
         self._build_s: dict[SamplerSettings, float] = {}  # settings -> seconds its graph took
-        self._building: Optional[SamplerSettings] = None
+        self._building = None  # what the background thread builds now (settings, or "extras")
         self._builder: Optional[threading.Thread] = None
         self._failed_builds: dict[SamplerSettings, str] = {}
         t = time.perf_counter()
@@ -102,6 +103,9 @@ class GenerationSession:
                      "settings": start.label, "settings_switch": cfg.settings_switch,
                      "start_breakdown_s": {"import": t_import - t_start, "load": t_load - t_import,
                                            "prepare": self.prepare_s}}
+        extras = self.backend.background_work()
+        if extras is not None:
+            self._start_job("extras", extras)
 
     # ---------------------------------------------------------------- progress
     def report(self, text: str) -> None:
@@ -138,45 +142,55 @@ class GenerationSession:
             return replace(active, debug_sleep_s=requested.debug_sleep_s), key
         return requested, key
 
-    def _request_build(self, key: SamplerSettings, with_prefix: bool) -> None:
-        """Start building ``key``'s graph in a background thread (serving thread only)."""
+    def _start_job(self, what, job: Callable[[], None]) -> None:
+        """Run ``job`` in the background thread, at low priority; one job at a time (a
+        request that finds one running asks again later if its settings still want it)."""
         with self._lock:
-            if key in self._failed_builds or self._building is not None:
-                return  # one build at a time; a later request starts the next one if still wanted
-            self._building = key
+            if self._building is not None:
+                return
+            self._building = what
+
+        def run():
+            _lower_this_thread_priority()
+            try:
+                job()
+            finally:
+                with self._lock:
+                    self._building = None
+
+        self._builder = threading.Thread(target=run, name="genpolicy-graph-build", daemon=True)
+        self._builder.start()
+
+    def _request_build(self, key: SamplerSettings, with_prefix: bool) -> None:
+        """Build ``key``'s graph in the background (call from the serving thread)."""
+        if key in self._failed_builds or self._building is not None:
+            return
         try:
             builder = self.backend.detached()  # here, not in the thread: see InferenceBackend.detached
         except Exception as exc:  # noqa: BLE001
-            self._finish_build(key, None, exc)
+            self._build_failed(key, exc)
             return
-        self._builder = threading.Thread(target=self._build, args=(builder, key, with_prefix),
-                                         name="genpolicy-graph-build", daemon=True)
-        self._builder.start()
-
-    def _build(self, builder, key: SamplerSettings, with_prefix: bool) -> None:
-        _lower_this_thread_priority()
         serving = self.active.label if self.active is not None else "fallback"
         keep = (f"the {serving} graph keeps serving" if self.cfg.settings_switch == "after_build"
                 else "the new settings run on the fallback path meanwhile")
-        self.report(f"building the {key.label} graph in the background ({keep})")
-        t = time.perf_counter()
-        try:
-            builder.prepare(key, self.example_t, with_prefix=with_prefix)
-        except Exception as exc:  # noqa: BLE001 - the settings then stay on the fallback path
-            self._finish_build(key, None, exc)
-        else:
-            self._finish_build(key, time.perf_counter() - t, None)
 
-    def _finish_build(self, key: SamplerSettings, seconds: Optional[float], error: Optional[BaseException]) -> None:
-        if error is not None:
-            self._failed_builds[key] = str(error) or type(error).__name__
-            self.report(f"could not build the {key.label} graph ({self._failed_builds[key]}); "
-                        f"those settings run on the fallback path")
-        else:
-            self._build_s[key] = seconds
-            self.report(f"{key.label} graph ready after {seconds:.2f} s; switching to it")
-        with self._lock:
-            self._building = None
+        def build():
+            self.report(f"building the {key.label} graph in the background ({keep})")
+            t = time.perf_counter()
+            try:
+                builder.prepare(key, self.example_t, with_prefix=with_prefix)
+            except Exception as exc:  # noqa: BLE001 - the settings then stay on the fallback path
+                self._build_failed(key, exc)
+                return
+            self._build_s[key] = time.perf_counter() - t
+            self.report(f"{key.label} graph ready after {self._build_s[key]:.2f} s; switching to it")
+
+        self._start_job(key, build)
+
+    def _build_failed(self, key: SamplerSettings, error: BaseException) -> None:
+        self._failed_builds[key] = str(error) or type(error).__name__
+        self.report(f"could not build the {key.label} graph ({self._failed_builds[key]}); "
+                    f"those settings run on the fallback path")
 
     def wait_builds(self, timeout: float) -> bool:
         """Block until no background build is running (tests, ``genpolicy export``)."""
