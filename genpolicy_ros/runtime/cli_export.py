@@ -1,11 +1,17 @@
 """`genpolicy export MODEL`: build inference engines ahead of time into the engine cache.
 
-The node builds (or loads) its engine at configure; exporting beforehand makes the first
-configure fast and lets you check on the target machine that a backend builds and
-matches eager PyTorch. Engines are stored in ``<MODEL>/engines/`` (or ``--cache-dir``),
-keyed by model weights hash, GPU, library versions, precision, shapes and sampler
-settings (``runtime/backends/cache.py``); a stale or corrupt entry is rebuilt, never
-unpickled.
+The install step that makes the node's first configure fast: the node builds (or loads)
+its engine at configure, and a first build exports the whole unrolled sampler (≈10 s for
+the shipped models on 2 cores; minutes for TensorRT). Run this once on the target machine
+after installing a model (and again after upgrading torch / onnxruntime / TensorRT, which
+are part of the key) — it also checks that a backend builds and matches eager PyTorch.
+
+Engines go where the node will look for them (:func:`~.backends.cache.default_cache_dir`):
+``<MODEL>/engines/`` for a model in a writable working copy, the user cache
+``$XDG_CACHE_HOME/genpolicy_ros/engines/<model hash>/`` for an installed (read-only)
+model, or ``--cache-dir``. Entries are keyed by the weights hash, code hash, GPU, library
+versions, precision, shapes and sampler settings (``runtime/backends/cache.py``); a stale
+or corrupt entry is rebuilt, never unpickled. Build steps are printed as they happen.
 """
 from __future__ import annotations
 
@@ -15,25 +21,32 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .backends import backend_names
+
     p.add_argument("model", metavar="MODEL", help="model directory (config.json + model.safetensors)")
     p.add_argument("--backend", default="auto",
-                   help="onnxruntime | tensorrt | cuda_graph | compile | eager | auto (default: auto = "
-                        "the fastest available on --device)")
+                   help=f"{' | '.join(backend_names())} (default: auto = the fastest available on --device)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
-                   help="engine precision (fp16: TensorRT only)")
+                   help="engine precision (fp16: CUDA only — tensorrt, torch_tensorrt, cuda_graph, compile, eager)")
     p.add_argument("--sampler", default=None, choices=("flow", "ddim", "ddpm"),
                    help="sampler to build for (default: the model's)")
     p.add_argument("--steps", type=int, action="append", default=None, metavar="N",
                    help="step count(s) to build for; repeatable (default: the model's)")
     p.add_argument("--no-prefix", action="store_true",
                    help="do not also build the graph with a hard RTC prefix input")
-    p.add_argument("--cache-dir", default=None, help="engine cache directory (default: MODEL/engines)")
+    p.add_argument("--cache-dir", default=None,
+                   help="engine cache directory (default: where the node looks: MODEL/engines, or the user cache "
+                        "for an installed model)")
+    p.add_argument("--exporter", default="torchscript", choices=("torchscript", "dynamo"),
+                   help="ONNX exporter for onnxruntime (default torchscript; see docs/internals.md)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for the warm-up check")
     p.add_argument("--json", metavar="FILE", default=None, help="write what was built as JSON")
 
 
 def run(args) -> int:
+    import time
+
     import torch
 
     from genpolicy_ros.core.checkpoint import ModelLoadError, load_model_dir
@@ -50,21 +63,27 @@ def run(args) -> int:
         return 1
     policy.eval()
     cache_dir = args.cache_dir or str(default_cache_dir(args.model))
+    print(f"engine cache: {cache_dir}", flush=True)
     obs = to_policy_obs(example_obs_from_config(policy.config))
     built = []
+    options = {"exporter": args.exporter} if args.backend == "onnxruntime" else {}
+    if args.backend == "auto":
+        options = {"onnxruntime": {"exporter": args.exporter}}
     try:
         backend = create_backend(args.backend, policy, device=args.device, cache_dir=cache_dir,
-                                 precision=args.precision, num_threads=args.threads)
+                                 precision=args.precision, num_threads=args.threads, **options)
+        backend.progress = lambda line: print(f"  {line}", flush=True)
         for steps in args.steps or [None]:
             settings = SamplerSettings(sampler=args.sampler, num_steps=steps)
+            t = time.perf_counter()
             backend.prepare(settings, obs, with_prefix=not args.no_prefix)
             resolved = settings.resolved(policy)
             name = backend.chosen_name if hasattr(backend, "chosen_name") else backend.name
-            built.append({"backend": name, "sampler": resolved.sampler,
-                          "num_steps": resolved.num_steps, "precision": args.precision,
-                          "device": args.device, "prefix_graph": not args.no_prefix})
-            print(f"built {built[-1]['backend']}: {resolved.sampler}-{resolved.num_steps} "
-                  f"({args.precision}, {args.device})")
+            built.append({"backend": name, "sampler": resolved.sampler, "num_steps": resolved.num_steps,
+                          "precision": args.precision, "device": args.device, "prefix_graph": not args.no_prefix,
+                          "seconds": round(time.perf_counter() - t, 2)})
+            print(f"built {name}: {resolved.label} ({args.precision}, {args.device}) in {built[-1]['seconds']:.1f} s",
+                  flush=True)
     except (BackendError, ValueError) as exc:
         print(f"genpolicy export: {exc}", file=sys.stderr)
         return 1

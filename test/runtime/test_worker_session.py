@@ -170,7 +170,7 @@ def test_process_worker_forwards_progress_and_path_stats(tiny_model_dir, tmp_pat
     try:
         assert w.wait_ready(120), w.poll()
         assert any(line.startswith("onnxruntime: exporting the flow-4 sampler") for line in lines), lines
-        assert any("genpolicy export MODEL" in line for line in lines)
+        assert any("`genpolicy export MODEL` builds them ahead of time" in line for line in lines), lines
         w.submit(request(1, FLOW4))
         chunk = wait_event(w)
         assert chunk.meta["path"] == "graph" and w.stats["path:graph"] == 1

@@ -159,8 +159,7 @@ class OnnxRuntimeBackend(GraphBackend):
         data = self.cache.load(key, "onnx") if self.cache is not None else None
         info = {"cache": "hit" if data is not None else ("miss" if self.cache is not None else "off")}
         if data is None:
-            self.report(f"onnxruntime: exporting {what} to ONNX ({self.exporter} exporter; no cached engine — "
-                        f"`genpolicy export MODEL` does this ahead of time)")
+            self.report(f"onnxruntime: exporting {what} to ONNX ({self.exporter} exporter; not in the engine cache)")
             t = time.perf_counter()
             data = export()
             info["build_s"] = time.perf_counter() - t

@@ -85,8 +85,7 @@ class EngineBackend(GraphBackend):
             self.build_info[spec] = {"cache": "hit"}
             self.report(f"{self.name}: {spec.settings.label} engine loaded from the engine cache")
             return data
-        self.report(f"{self.name}: building the {spec.settings.label} {self.precision} engine "
-                    f"(no cached engine — `genpolicy export MODEL --device cuda` does this ahead of time)")
+        self.report(f"{self.name}: building the {spec.settings.label} {self.precision} engine (not in the engine cache)")
         t = time.perf_counter()
         data = self._build_engine(spec, example_inputs)
         self.build_info[spec] = {"cache": "miss" if self.cache is not None else "off",

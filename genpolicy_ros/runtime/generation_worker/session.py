@@ -89,6 +89,10 @@ class GenerationSession:
             self.backend.prepare(cfg.settings, self.example_t)
         t_prepare = time.perf_counter()
         self.prepare_s = t_prepare - t
+        built = getattr(getattr(self.backend, "chosen", self.backend), "build_info", {})
+        if any(info.get("cache") == "miss" for info in built.values()):
+            self.report(f"engines built and cached in {cache_dir} ({self.prepare_s:.1f} s); the next start loads "
+                        f"them — `genpolicy export MODEL` builds them ahead of time (the install step)")
         self._build_s[start] = self.prepare_s
         self.active: Optional[SamplerSettings] = start  # settings the fast path serves now
         self.T_p = int(self.policy.config.horizon.T_p)
