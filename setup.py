@@ -67,6 +67,9 @@ EXTRAS = {
     "test": ["pytest>=7", "pytest-timeout>=2.1", "diffusers>=0.25"],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() for req in reqs})
+# GPU engines (NVIDIA, Linux x86_64): never part of "all" — torch-tensorrt pins one torch release
+# and pulls that CUDA build of torch (GBs). scripts/gpu_check.sh installs it in a venv of its own.
+EXTRAS["gpu"] = ["torch-tensorrt>=2.5", "tensorrt>=10.0", "onnx>=1.14"]
 
 setup(
     name=PACKAGE,
