@@ -42,8 +42,9 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    # Inference backends (CPU). TensorRT / CUDA are imported lazily and never required.
-    "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
+    # Inference backends (CPU): ONNX Runtime and OpenVINO (no torch dependency). TensorRT / CUDA
+    # are imported lazily and never required (extra "gpu").
+    "onnx": ["onnx>=1.14", "onnxruntime>=1.16", "openvino>=2024.0"],
     # Data, simulation and image conversion.
     "data": ["rosbags>=0.11", "opencv-python-headless>=4.7"],
     "sim": ["mujoco>=3.0"],

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 SAMPLERS = ("flow", "ddim", "ddpm", "regression")
 PREFIX_MODES = ("hard", "guided")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "bf16")  # fp16: CUDA backends; bf16: openvino on CPUs with bf16
 
 
 def _finite(v) -> bool:

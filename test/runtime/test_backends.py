@@ -323,3 +323,35 @@ def test_cache_rejects_a_manifest_for_another_key(tmp_path):
     (tmp_path / f"{_key().digest}.json").write_text("{not json")
     assert cache.load(_key(), "onnx") is None
     assert not list(tmp_path.iterdir()), "a corrupt entry is removed"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_openvino_matches_eager_and_reloads_its_compiled_blob(policies, tmp_path, precision):
+    ok, reason = BACKENDS["openvino"].available("cpu")
+    if not ok:
+        pytest.skip(reason)
+    from genpolicy_ros.runtime.backends.openvino import cpu_has_bf16
+
+    if precision == "bf16" and not cpu_has_bf16():
+        with pytest.raises(ValueError, match="AVX512_BF16 or AMX"):
+            create_backend("openvino", policies["flow"], "cpu", tmp_path, precision="bf16")
+        return
+    settings = SamplerSettings(sampler="flow", num_steps=10)
+    first = create_backend("openvino", policies["flow"], "cpu", tmp_path, precision=precision)
+    first.prepare(settings, OBS, with_prefix=True)
+    assert [i["cache"] for i in first.build_info.values()] == ["miss"]
+    second = create_backend("openvino", policies["flow"], "cpu", tmp_path, precision=precision)
+    second.prepare(settings, OBS, with_prefix=True)
+    assert [i["cache"] for i in second.build_info.values()] == ["hit"], "the compiled blob is reused"
+    tol = 5e-2 if precision == "bf16" else TOL
+    prefix = torch.tensor([[0.5, -1.0, 2.0]]).repeat(1, 8, 1)  # [1, T_p, D_a]
+    weights = torch.tensor([1, 1, 1, 0.5, 0, 0, 0, 0], dtype=torch.float32)  # [T_p]
+    for seed, kw in ((3, {}), (4, {"prefix_actions": prefix, "prefix_weights": weights, "prefix_mode": "hard"})):
+        noise = make_noise((1, 8, 3), seed)
+        got = second.sample(OBS, noise, settings, **kw)
+        assert second.last_path == "graph"
+        ref = reference(policies["flow"], settings, noise, **kw)
+        err = (got - ref).abs().max().item()
+        assert err <= tol * max(1.0, ref.abs().max().item()), f"openvino {precision}: max abs err {err:.3g}"
+    with pytest.raises(ValueError, match="has no bf16"):
+        create_backend("onnxruntime", policies["flow"], "cpu", precision="bf16")

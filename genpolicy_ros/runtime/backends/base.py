@@ -24,7 +24,8 @@ have a graph, could get one, or cannot; :meth:`InferenceBackend.detached` gives 
 on a copy of the policy so that a background thread can build while ``sample`` serves.
 
 ``precision``: ``fp32`` everywhere; ``fp16`` only on CUDA (TensorRT engines, or
-``torch.autocast`` for eager / CUDA graph / compile). ``progress`` (a callable taking one
+``torch.autocast`` for eager / CUDA graph / compile); ``bf16`` only with openvino on a CPU
+that has it. ``progress`` (a callable taking one
 line of text, optional) receives the steps of long builds (export, engine build).
 """
 from __future__ import annotations
@@ -129,11 +130,13 @@ class InferenceBackend(abc.ABC):
     """One way of running the policy's sampler. Subclasses set ``name`` and implement
     :meth:`available`, :meth:`prepare` and :meth:`sample` (graph backends: :mod:`.graph`).
 
-    ``fp16_capable``: whether the class runs ``precision="fp16"`` (on CUDA only).
+    ``fp16_capable``: whether the class runs ``precision="fp16"`` (on CUDA only);
+    ``bf16_capable``: whether it runs ``precision="bf16"`` (openvino, on CPUs with bf16).
     """
 
     name: ClassVar[str] = "abstract"
     fp16_capable: ClassVar[bool] = False
+    bf16_capable: ClassVar[bool] = False
 
     def __init__(self, policy, device: str = "cpu", cache_dir=None, *,
                  precision: str = "fp32", num_threads: int | None = None):
@@ -143,7 +146,10 @@ class InferenceBackend(abc.ABC):
             if not str(device).startswith("cuda"):
                 raise ValueError(f"precision fp16 needs a CUDA device (device is {device!r}); use fp32 on the CPU")
             if not self.fp16_capable:
-                raise ValueError(f"the {self.name} backend runs fp32 only")
+                raise ValueError(f"the {self.name} backend has no fp16")
+        if precision == "bf16" and not self.bf16_capable:
+            raise ValueError(f"the {self.name} backend has no bf16 (the openvino backend has, on CPUs with "
+                             f"AVX512_BF16 or AMX)")
         self.policy = policy
         self.device = str(device)
         self.precision = precision
