@@ -100,7 +100,7 @@ def test_onnxruntime_hard_prefix_is_in_the_graph(onnx_backends, policies):
 def test_settings_the_graph_cannot_express_use_the_per_step_path(onnx_backends, policies):
     backend, settings = onnx_backends["flow"]
     noise = make_noise((1, 8, 3), 1)
-    for other, why in ((SamplerSettings(sampler="flow", num_steps=10, guidance_scale=2.0), "guidance_scale=2.0"),
+    for other, why in ((SamplerSettings(sampler="flow", num_steps=10, guidance_scale=2.0), "settings/shapes not prepared"),
                        (SamplerSettings(sampler="flow", num_steps=4), "settings/shapes not prepared")):
         got = backend.sample(OBS, noise, other)
         assert backend.last_path.startswith(f"per_step: {why}"), backend.last_path
@@ -109,8 +109,8 @@ def test_settings_the_graph_cannot_express_use_the_per_step_path(onnx_backends, 
     assert backend.graph_status(SamplerSettings(sampler="flow", num_steps=4), OBS) == ("build", ""), \
         "settings a graph can express but that are not built yet can be built"
     assert backend.graph_status(settings, OBS) == ("graph", "")
-    status, why = backend.graph_status(SamplerSettings(sampler="flow", num_steps=10, guidance_scale=2.0), OBS)
-    assert status == "none" and "guidance_scale" in why
+    assert backend.graph_status(SamplerSettings(sampler="flow", num_steps=10, guidance_scale=2.0), OBS)[0] == "build", \
+        "classifier-free guidance is captured by a graph (w is a graph constant)"
     # RTC guided inpainting differentiates through the denoiser: eager
     prefix = torch.zeros(1, 3, 3)  # [1, k, D_a]
     got = backend.sample(OBS, noise, settings, prefix_actions=prefix, prefix_mode="guided")
@@ -234,14 +234,29 @@ def test_auto_falls_back_with_a_log_line(policies, caplog):
 
 
 def test_auto_skips_a_backend_whose_build_fails(policies, caplog):
-    # guidance != 1 cannot be captured: onnxruntime's prepare fails, auto logs it and uses eager
-    settings = SamplerSettings(sampler="flow", num_steps=2, guidance_scale=3.0)
-    auto = create_backend("auto", policies["flow"], "cpu")
+    # DDPM draws fresh noise in its loop and cannot be captured: the graph backends' prepare
+    # fails, auto logs each and uses eager
+    settings = SamplerSettings(sampler="ddpm", num_steps=3)
+    auto = create_backend("auto", policies["diffusion"], "cpu")
     with caplog.at_level(logging.WARNING, logger="genpolicy_ros.runtime.backends"):
         auto.prepare(settings, OBS)
     assert auto.chosen_name == "eager"
-    assert any("backend onnxruntime unavailable: " in r.getMessage() and "guidance_scale" in r.getMessage()
+    assert any("backend onnxruntime unavailable: " in r.getMessage() and "ddpm" in r.getMessage()
                for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_classifier_free_guidance_runs_in_the_graph(onnx_backends, policies, tmp_path):
+    policy = policies["flow"]
+    settings = SamplerSettings(sampler="flow", num_steps=4, guidance_scale=2.5)
+    backend = create_backend("onnxruntime", policy, "cpu", tmp_path)
+    backend.prepare(settings, OBS)
+    noise = make_noise((1, 8, 3), 6)
+    got = backend.sample(OBS, noise, settings)
+    assert backend.last_path == "graph"
+    err = (got - reference(policy, settings, noise)).abs().max().item()
+    assert err < TOL, f"CFG graph max abs err {err:.3g}"
+    plain = reference(policy, SamplerSettings(sampler="flow", num_steps=4), noise)
+    assert (got - plain).abs().max().item() > 1e-3, "the guidance weight must change the chunk"
 
 
 def test_unknown_backend_name_is_rejected(policies):

@@ -77,10 +77,6 @@ def test_settings_a_graph_cannot_express_are_served_at_once_without_a_build(tiny
                                              cache_dir=cache_dir))
     try:
         assert session.wait_builds(120)
-        cfg = SamplerSettings(sampler="flow", num_steps=10, guidance_scale=2.0)
-        _, meta = session.generate(request(1, cfg), obs(1))
-        assert meta["pending_settings"] is None and meta["settings"] == "flow-10 w=2"
-        assert meta["path"].startswith("per_step: guidance_scale")
         guided = request(2, FLOW10, prefix_actions=np.zeros((3, 3)), prefix_mode="guided")
         _, meta = session.generate(guided, obs(2))
         assert meta["path"].startswith("eager: prefix_mode=guided") and meta["pending_settings"] is None

@@ -15,10 +15,10 @@ Life cycle (mirrors the lifecycle node's configure step)::
     backend.sample(obs, noise, settings)     # many times; O(graph) per call
 
 Graph backends (:mod:`.graph`: ONNX Runtime, CUDA graphs, TensorRT, torch.compile)
-capture the *whole* N-step sampler for one fixed setting (sampler, steps, shapes). A call
-whose settings the graph cannot express — classifier-free guidance ≠ 1, DDIM η > 0 / DDPM
-(fresh noise drawn inside the loop), RTC *guided* prefix (needs a vector–Jacobian
-product), or settings not built yet — runs a fallback path for that call; ``last_path``
+capture the *whole* N-step sampler for one fixed setting (sampler, steps, guidance weight,
+shapes). A call whose settings the graph cannot express — DDIM η > 0 / DDPM (fresh noise
+drawn inside the loop), RTC *guided* prefix (needs a vector–Jacobian product), or
+settings not built yet — runs a fallback path for that call; ``last_path``
 says which path ran and why. :meth:`InferenceBackend.graph_status` tells whether settings
 have a graph, could get one, or cannot; :meth:`InferenceBackend.detached` gives a builder
 on a copy of the policy so that a background thread can build while ``sample`` serves.
@@ -113,9 +113,11 @@ def make_noise(shape: Sequence[int], seed: int | None) -> torch.Tensor:
 
 
 def graph_unsupported_reason(settings: SamplerSettings, prefix_mode: str | None) -> str | None:
-    """Why a fixed graph cannot express these (resolved) settings, or None if it can."""
-    if settings.guidance_scale != 1.0:
-        return f"guidance_scale={settings.guidance_scale} (classifier-free guidance runs eager)"
+    """Why a fixed graph cannot express these (resolved) settings, or None if it can.
+
+    Classifier-free guidance is captured (w is a constant of the graph; the conditional and
+    unconditional halves run as one batch of 2 inside it); fresh noise inside the loop and
+    the guided prefix's vector–Jacobian product are not."""
     if settings.sampler == "ddpm":
         return "sampler=ddpm draws fresh noise every step (runs eager)"
     if settings.sampler == "ddim" and settings.eta:

@@ -9,7 +9,7 @@ forward in the profiler), which ONNX Runtime's conv kernels avoid; unrolling the
 noise as an input) removes the Python between steps and folds the constant timesteps,
 their embeddings and the DDIM coefficients at export — worth another ~15 %.
 
-Settings a fixed graph cannot express (guidance ≠ 1, DDPM, DDIM η > 0, steps/shapes not
+Settings a fixed graph cannot express (DDPM, DDIM η > 0, steps/shapes/guidance weight not
 prepared) do not drop to eager: they run the policy's Python loop over a *per-step*
 ONNX export of the denoiser alone (batch axis dynamic, so guidance's doubled batch fits;
 ``last_path`` = ``"per_step: <reason>"``). Only RTC *guided* prefixes (a vector–Jacobian
