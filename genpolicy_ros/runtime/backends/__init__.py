@@ -18,6 +18,7 @@ machine those backends report ``(False, reason)``.
 from __future__ import annotations
 
 from .base import LOG, BackendError, InferenceBackend, SamplerSettings, chunk_shape, make_noise
+from .choice import recorded_choice
 from .compiled import CompiledBackend
 from .cuda_graph import CudaGraphBackend
 from .eager import EagerBackend
@@ -85,7 +86,9 @@ class AutoBackend(InferenceBackend):
 
     ``precision`` and ``num_threads`` go to every candidate (one that cannot run the
     precision is skipped with its reason: nothing is silently run at another precision);
-    ``options`` maps a backend name to extra constructor options for it.
+    ``options`` maps a backend name to extra constructor options for it. A choice measured
+    on this machine (``genpolicy export MODEL --backend auto``, :mod:`.choice`) and stored
+    in the engine cache goes first.
     """
 
     name = "auto"
@@ -97,6 +100,9 @@ class AutoBackend(InferenceBackend):
                          num_threads=options.pop("num_threads", None))
         family = "cuda" if str(device).startswith("cuda") else "cpu"
         self.order = tuple(order or AUTO_ORDER[family])
+        self.recorded = None if order else recorded_choice(cache_dir, self.device, self.num_threads, self.precision)
+        if self.recorded in BACKENDS:
+            self.order = (self.recorded, *[n for n in self.order if n != self.recorded])
         self.options = options
         self.chosen: InferenceBackend | None = None
         self.fallbacks: list[str] = []  # the log lines, also kept for diagnostics
@@ -110,7 +116,8 @@ class AutoBackend(InferenceBackend):
         return self.chosen.name if self.chosen is not None else "none"
 
     def describe(self) -> str:
-        return f"auto → {self.chosen.describe() if self.chosen else 'unprepared'}"
+        why = " (measured choice)" if self.recorded and self.chosen and self.chosen.name == self.recorded else ""
+        return f"auto{why} → {self.chosen.describe() if self.chosen else 'unprepared'}"
 
     def _make(self, name: str) -> InferenceBackend:
         cls = BACKENDS[name]
