@@ -61,7 +61,7 @@ fi
 mkdir -p "$OUT"
 echo "== gpu check: models $MODELS, budget ${BUDGET} s for building"
 status=0
-"$PYTHON" -m genpolicy_ros.runtime.bench.gpu_check --models "$MODELS" --budget-s "$BUDGET" \
+"$PYTHON" -m genpolicy_ros.runtime.bench.backend_check --models "$MODELS" --budget-s "$BUDGET" \
   --json "$OUT/gpu_check.json" ${DRY[@]+"${DRY[@]}"} ${EXTRA[@]+"${EXTRA[@]}"} \
   2> >(tee "$OUT/gpu_check.log" >&2) || status=$?
 echo "== done in $(( $(date +%s) - START )) s; report $OUT/gpu_check.json"

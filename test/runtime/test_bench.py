@@ -230,7 +230,7 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
 
 def test_gpu_check_runs_its_cpu_rows_and_reports_parity(tiny_model_dir, tmp_path, capsys):
     """The Python part of scripts/gpu_check.sh, on the CPU (the GPU rows need a GPU machine)."""
-    from genpolicy_ros.runtime.bench import gpu_check
+    from genpolicy_ros.runtime.bench import backend_check as gpu_check
 
     model = tiny_model_dir
     out = tmp_path / "gpu.json"

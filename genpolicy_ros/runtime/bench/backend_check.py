@@ -1,9 +1,11 @@
-"""The GPU check behind ``scripts/gpu_check.sh``: build every backend's engine, check parity
+"""Backend check (behind ``scripts/gpu_check.sh``): build every backend's engine, check parity
 against eager fp32, time them interleaved, print one table (+ JSON).
 
-    python -m genpolicy_ros.runtime.bench.gpu_check --models models/reach_flow --json out.json
-    python -m genpolicy_ros.runtime.bench.gpu_check --dry-run          # environment + plan only
-    python -m genpolicy_ros.runtime.bench.gpu_check --device cpu --backends eager,onnxruntime  # CPU
+    python -m genpolicy_ros.runtime.bench.backend_check --models models/reach_flow --json out.json
+    python -m genpolicy_ros.runtime.bench.backend_check --dry-run          # environment + plan only
+    python -m genpolicy_ros.runtime.bench.backend_check --device cpu \
+        --backends eager,onnxruntime,openvino --precisions fp32,bf16 --models models/reach_ddim \
+        --unet 64,128,256                                # CPU, a DP-sized 5 M-param U-Net twin
 
 Per model (its default sampler and steps, DDIM η = 0 so graphs can capture it) and per
 (backend, precision): build or load the engine (``build_s``, cache hit/miss), build the
@@ -13,6 +15,9 @@ compare chunks with eager fp32 on the CPU over several seeds with and without a 
 backends *interleaved* (p50/p99 per chunk, speed-up over eager fp32 on the same device).
 A time budget stops preparing further backends (their rows say so) so that the whole check
 fits one call; nothing here imports GPU libraries unless a backend is prepared.
+``--unet W1,W2,W3`` times a twin of each model whose U-Net has those widths (random
+weights, the model's normalisers): latency does not depend on the weights, parity is
+checked all the same.
 """
 from __future__ import annotations
 
@@ -63,6 +68,8 @@ def plan(device: str, backends, precisions) -> list[dict]:
             ok, reason = BACKENDS[name].available(device)
             if ok and precision == "fp16" and not (device.startswith("cuda") and BACKENDS[name].fp16_capable):
                 ok, reason = False, f"{name} has no fp16 on {device}"
+            if ok and precision == "bf16" and not BACKENDS[name].bf16_capable:
+                ok, reason = False, f"{name} has no bf16"
             rows.append({"backend": name, "precision": precision, "available": ok, "reason": reason})
     return rows
 
@@ -72,8 +79,22 @@ def _err(got, ref) -> tuple[float, float]:
     return float((got.float().cpu() - ref).abs().max()), max(1.0, float(ref.abs().max()))
 
 
+def unet_twin(policy, widths):
+    """``policy``'s architecture with the U-Net widths replaced (random weights, same normalisers)."""
+    import dataclasses
+
+    from ...core.config import NetworkConfig
+    from ...core.policy import GenerativePolicy
+
+    params = dict(policy.config.network.params, down_dims=[int(w) for w in widths])
+    cfg = dataclasses.replace(policy.config, network=NetworkConfig(name=policy.config.network.name, params=params))
+    twin = GenerativePolicy.from_config(cfg)
+    twin.load_state_dict({k: v for k, v in policy.state_dict().items() if "normalizer" in k}, strict=False)
+    return twin.eval()
+
+
 def check_model(model_dir: str, device: str, backends, precisions, *, repeats: int, warmup: int, seeds: int,
-                cache_dir: Optional[str], deadline: float, log=print) -> list[dict]:
+                cache_dir: Optional[str], deadline: float, log=print, unet=None) -> list[dict]:
     """Rows for one model (see module docstring)."""
     import torch
 
@@ -83,6 +104,8 @@ def check_model(model_dir: str, device: str, backends, precisions, *, repeats: i
     from .latency import example_observation
 
     policy = load_model_dir(model_dir).eval()
+    if unet:
+        policy = unet_twin(policy, unet)
     settings = SamplerSettings().resolved(policy)
     if settings.sampler == "ddim" and settings.eta:
         settings = SamplerSettings(sampler="ddim", num_steps=settings.num_steps, eta=0.0)  # capturable
@@ -100,7 +123,8 @@ def check_model(model_dir: str, device: str, backends, precisions, *, repeats: i
         with torch.no_grad():
             return reference.sample(obs, noise=make_noise(shape, seed), **settings.policy_kwargs(), **kw)
 
-    base = {"model": model_dir, "device": device, "settings": settings.label}
+    base = {"model": model_dir + (f" unet{'/'.join(map(str, unet))}" if unet else ""), "device": device,
+            "settings": settings.label, "params_M": round(sum(x.numel() for x in policy.parameters()) / 1e6, 2)}
     rows, ready = [], {}
     for p in plan(device, backends, precisions):
         row = dict(base, backend=p["backend"], precision=p["precision"])
@@ -129,7 +153,7 @@ def check_model(model_dir: str, device: str, backends, precisions, *, repeats: i
         row["build_s"] = time.perf_counter() - t
         info = getattr(backend, "build_info", {})
         row["cache"] = sorted({i.get("cache", "?") for i in info.values()}) if info else "n/a"
-        tol = 1e-2 if p["precision"] == "fp16" else 1e-4
+        tol = {"fp16": 1e-2, "bf16": 5e-2}.get(p["precision"], 1e-4)
         worst = 0.0
         passed = True
         for seed in range(seeds):
@@ -166,12 +190,13 @@ def format_table(rows: list[dict]) -> str:
            f"{'parity':>6} {'p50 ms':>8} {'p99 ms':>8} {'× eager':>8}  note"
     lines = [head, "-" * len(head)]
     for r in rows:
+        r = dict(r, model=r["model"].replace("models/", ""))
         def num(key, fmt):
             width = int(fmt.split(".")[0])
             return format(r[key], fmt) if r.get(key) is not None else "-".rjust(width)
         note = r.get("reason", "") or (f"prefix graph {r['prefix_graph']}" if r.get("prefix_graph", "built") != "built"
                                        else f"cache {r.get('cache')}")
-        lines.append(f"{Path(r['model']).name:<22} {r['backend']:<15} {r['precision']:<5} {r['status']:<8} "
+        lines.append(f"{r['model'][-22:]:<22} {r['backend']:<15} {r['precision']:<5} {r['status']:<8} "
                      f"{num('build_s', '8.1f')} {num('max_abs_err', '9.1e')} "
                      f"{('ok' if r.get('parity_ok') else 'FAIL') if 'parity_ok' in r else '-':>6} "
                      f"{num('p50_ms', '8.2f')} {num('p99_ms', '8.2f')} {num('speedup_vs_eager', '8.1f')}  {note[:90]}")
@@ -183,7 +208,7 @@ def _csv(text: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m genpolicy_ros.runtime.bench.gpu_check", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m genpolicy_ros.runtime.bench.backend_check", description=__doc__.split("\n")[0])
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated model directories")
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     p.add_argument("--backends", default=",".join(GPU_BACKENDS))
@@ -194,6 +219,7 @@ def main(argv=None) -> int:
     p.add_argument("--budget-s", type=float, default=420.0, help="stop preparing backends after this many seconds")
     p.add_argument("--cache-dir", default=None, help="engine cache (default: a temporary directory)")
     p.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime CPU threads (default 1)")
+    p.add_argument("--unet", default=None, metavar="W1,W2,W3", help="time a twin with these U-Net widths")
     p.add_argument("--json", default=None, metavar="FILE")
     p.add_argument("--dry-run", action="store_true", help="print the environment and the plan; build nothing")
     args = p.parse_args(argv)
@@ -203,7 +229,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     backends, precisions = _csv(args.backends), _csv(args.precisions)
-    unknown = [b for b in backends if b not in BACKENDS] + [x for x in precisions if x not in ("fp32", "fp16")]
+    unknown = [b for b in backends if b not in BACKENDS] + [x for x in precisions if x not in ("fp32", "fp16", "bf16")]
     if unknown or args.repeats < 1 or args.seeds < 1:
         p.error(f"unknown backends/precisions {unknown} or --repeats/--seeds < 1")
     if "eager" not in backends:
@@ -224,7 +250,8 @@ def main(argv=None) -> int:
             for model in _csv(args.models):
                 rows += check_model(model, args.device, backends, precisions, repeats=args.repeats,
                                     warmup=args.warmup, seeds=args.seeds, cache_dir=args.cache_dir or tmp,
-                                    deadline=deadline, log=lambda line: print(line, file=sys.stderr, flush=True))
+                                    deadline=deadline, log=lambda line: print(line, file=sys.stderr, flush=True),
+                                    unet=[int(w) for w in _csv(args.unet)] if args.unet else None)
         report["rows"] = rows
         print(format_table(rows))
     if args.json:
