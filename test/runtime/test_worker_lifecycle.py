@@ -35,7 +35,7 @@ def process_alive(pid: int) -> bool:
             return False
 
 
-def wait_gone(pid: int, deadline_s: float = 10.0) -> bool:
+def wait_gone(pid: int, deadline_s: float = 5.0) -> bool:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if not process_alive(pid):
