@@ -100,8 +100,9 @@ def test_onnxruntime_hard_prefix_is_in_the_graph(onnx_backends, policies):
 def test_settings_the_graph_cannot_express_use_the_per_step_path(onnx_backends, policies):
     backend, settings = onnx_backends["flow"]
     noise = make_noise((1, 8, 3), 1)
-    for other, why in ((SamplerSettings(sampler="flow", num_steps=10, guidance_scale=2.0), "settings/shapes not prepared"),
-                       (SamplerSettings(sampler="flow", num_steps=4), "settings/shapes not prepared")):
+    not_built = "settings/shapes not prepared"
+    for other, why in ((SamplerSettings(sampler="flow", num_steps=10, guidance_scale=2.0), not_built),
+                       (SamplerSettings(sampler="flow", num_steps=4), not_built)):
         got = backend.sample(OBS, noise, other)
         assert backend.last_path.startswith(f"per_step: {why}"), backend.last_path
         err = (got - reference(policies["flow"], other, noise)).abs().max().item()

@@ -85,7 +85,8 @@ class EngineBackend(GraphBackend):
             self.build_info[spec] = {"cache": "hit"}
             self.report(f"{self.name}: {spec.settings.label} engine loaded from the engine cache")
             return data
-        self.report(f"{self.name}: building the {spec.settings.label} {self.precision} engine (not in the engine cache)")
+        self.report(f"{self.name}: building the {spec.settings.label} {self.precision} engine "
+                    f"(not in the engine cache)")
         t = time.perf_counter()
         data = self._build_engine(spec, example_inputs)
         self.build_info[spec] = {"cache": "miss" if self.cache is not None else "off",

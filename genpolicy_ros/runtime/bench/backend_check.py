@@ -208,7 +208,8 @@ def _csv(text: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m genpolicy_ros.runtime.bench.backend_check", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m genpolicy_ros.runtime.bench.backend_check",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated model directories")
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     p.add_argument("--backends", default=",".join(GPU_BACKENDS))
@@ -239,7 +240,8 @@ def main(argv=None) -> int:
     print(json.dumps(report["environment"], indent=1))
     if args.dry_run:
         for r in report["plan"]:
-            print(f"{r['backend']:<15} {r['precision']:<5} {'will run' if r['available'] else 'skipped: ' + r['reason']}")
+            what = "will run" if r["available"] else "skipped: " + r["reason"]
+            print(f"{r['backend']:<15} {r['precision']:<5} {what}")
         report["rows"] = []
     else:
         import tempfile
