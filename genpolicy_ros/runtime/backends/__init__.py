@@ -38,9 +38,10 @@ BACKENDS: dict[str, type[InferenceBackend]] = {
 }
 ALIASES = {"torch": "eager"}
 
-#: ``auto`` preference, fastest first. CPU measured (2-core AMD EPYC, 1 thread, DDIM-10,
-#: interleaved): OpenVINO 1.35–1.6× faster than ONNX Runtime, which is 3–3.5× faster than
-#: eager (torch.compile of the denoiser: 1.05×). CUDA: *not measured yet* (no GPU here;
+#: ``auto`` preference, fastest first; a choice measured on the machine (:mod:`.choice`)
+#: goes before it. CPU measured (2-core AMD EPYC, 1 thread, interleaved): OpenVINO
+#: 1.2–1.7× faster than ONNX Runtime, which is 3–3.5× faster than eager (torch.compile:
+#: denoiser 1.05× eager, whole sampler 0.46× ONNX Runtime after a 200 s compile). CUDA: *not measured yet* (no GPU here;
 #: ``scripts/gpu_check.sh`` measures it): engines ≥ CUDA graph ≫ eager is the
 #: expectation, torch_tensorrt first as the route the design names.
 AUTO_ORDER = {

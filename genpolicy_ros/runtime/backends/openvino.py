@@ -8,12 +8,14 @@ no pickle) into the engine cache, keyed like every engine plus precision, thread
 OpenVINO version; a warm start imports it (``Core.import_model``) instead of reading the
 ONNX graph and compiling again (~6 s measured under load).
 
-Measured on the 2-core development machine (AMD EPYC, AVX-512 + AVX512_BF16), DDIM-10
-chunk of the 5 M-param U-Net (64/128/256), 1 thread, interleaved in one run: fp32
-1.35–1.6× faster than onnxruntime at 6–8e-6 max abs difference from eager; ``bf16``
-(``precision="bf16"``, CPUs with AVX512_BF16 or AMX only) 2.5–3× faster than
-onnxruntime at ~2–4 % of the chunk's magnitude — opt-in, verified against eager fp32 at
-5e-2 · max(1, |chunk|). Settings a graph cannot express run eager (``last_path`` says why).
+Measured on the 2-core development machine (AMD EPYC, AVX-512 + AVX512_BF16), 1 thread,
+interleaved in one run, under load (ratios hold, absolute times do not): fp32 is
+1.5–1.7× faster than onnxruntime on the DP-sized 5 M-param U-Net (64/128/256, flow-10 and
+DDIM-10) and 1.2–1.6× on the shipped 1.6 M models, at ≤ 8e-6 max abs difference from eager;
+``bf16`` (``precision="bf16"``, CPUs with AVX512_BF16 or AMX only) is 2.9× faster than
+onnxruntime on the 5 M U-Net at 1e-2–6e-2 max abs difference (random weights; 7e-3 on the
+trained reach_ddim) — opt-in, verified against eager fp32 at 5e-2 · max(1, |chunk|).
+Settings a graph cannot express run eager (``last_path`` says why).
 """
 from __future__ import annotations
 
