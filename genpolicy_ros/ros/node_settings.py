@@ -12,7 +12,9 @@ from .parameters import NodeParams
 
 _SAMPLERS_OF_KIND = {"flow": ("flow",), "diffusion": ("ddim", "ddpm"), "regression": ()}
 # What a backend needs before the child even tries (the child makes the real check).
-_BACKEND_MODULES = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
+_BACKEND_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt",
+                    "torch_tensorrt": "torch_tensorrt"}
+_GPU_ONLY = ("tensorrt", "torch_tensorrt", "cuda_graph")
 
 
 def backend_precheck(backend: str, device: str) -> str:
@@ -21,8 +23,8 @@ def backend_precheck(backend: str, device: str) -> str:
     module = _BACKEND_MODULES.get(backend)
     if module and importlib.util.find_spec(module) is None:
         return f"Python package {module!r} is not installed"
-    if backend == "tensorrt" and device == "cpu":
-        return "TensorRT needs a CUDA device"
+    if backend in _GPU_ONLY and device == "cpu":
+        return f"{backend} needs a CUDA device"
     return ""
 
 

@@ -317,9 +317,14 @@ class PolicyNode(NodeServices, LifecycleNode):
             return False
         latency = LatencyTracker(warmup=0, initial_estimate_s=2 * self._model.dt)
         worker_cfg = WorkerConfig(model_dir=str(self._model_dir), backend=params.backend,
-                                  device=params.device, num_threads=self._generation_threads,
-                                  settings=settings.sampler_settings())
-        self._worker = GenerationWorker(worker_cfg, latency_tracker=latency, clock=self._ros_now)
+                                  device=params.device, precision=params.precision,
+                                  num_threads=self._generation_threads, settings=settings.sampler_settings(),
+                                  emulate_latency_ms=params.emulate_latency_ms)
+        if params.emulate_latency_ms > 0:
+            log.warning(f"LATENCY EMULATION ON: every chunk takes at least {params.emulate_latency_ms:g} ms "
+                        "(parameter emulate_latency_ms; for studying slow models, never on a robot)")
+        self._worker = GenerationWorker(worker_cfg, latency_tracker=latency, clock=self._ros_now,
+                                        on_progress=lambda line: log.info(f"generation: {line}"))
         t = time.monotonic()
         log.info(f"starting the generation process (backend {params.backend}, device {params.device}): "
                  "loading the model and preparing the sampler; a first start may export an engine "

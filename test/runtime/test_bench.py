@@ -8,6 +8,11 @@ schema and the plots, not the numbers.
 import dataclasses
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +254,37 @@ def test_seam_plant_comes_from_the_caller():
             raise AssertionError("an unfit plant must not run")
 
     assert measure_seams(policy, cfg, task_plant=Unfit())["plant"] == "synthetic"
+
+
+def test_gpu_check_runs_its_cpu_rows_and_reports_parity(tiny_model_dir, tmp_path, capsys):
+    """The Python part of scripts/gpu_check.sh, on the CPU (the GPU rows need a GPU machine)."""
+    from genpolicy_ros.runtime.bench import backend_check as gpu_check
+
+    model = tiny_model_dir
+    out = tmp_path / "gpu.json"
+    status = gpu_check.main(["--device", "cpu", "--backends", "onnxruntime", "--precisions", "fp32,fp16",
+                             "--models", str(model), "--repeats", "2", "--warmup", "0", "--seeds", "1",
+                             "--json", str(out)])
+    report = json.loads(out.read_text())
+    rows = {(r["backend"], r["precision"]): r for r in report["rows"]}
+    assert status == 0, rows
+    assert rows[("eager", "fp32")]["status"] == "ok" and rows[("eager", "fp32")]["speedup_vs_eager"] == 1.0
+    onnx = rows[("onnxruntime", "fp32")]
+    assert onnx["status"] == "ok" and onnx["parity_ok"] and onnx["max_abs_err"] < 1e-4, onnx
+    assert onnx["prefix_graph"] == "built" and onnx["paths"] == ["graph"] and onnx["p50_ms"] > 0
+    assert rows[("onnxruntime", "fp16")]["status"] == "skipped" and "fp16" in rows[("onnxruntime", "fp16")]["reason"]
+    assert "onnxruntime" in capsys.readouterr().out
+
+
+def test_gpu_check_script_dry_run_without_install(tmp_path):
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    root = Path(__file__).resolve().parents[2]
+    script = root / "scripts" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, "syntax error in gpu_check.sh"
+    env = dict(os.environ, PYTHON=sys.executable)
+    done = subprocess.run(["bash", str(script), "--no-install", "--dry-run", "--out", str(tmp_path)], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch_tensorrt" in done.stdout and (tmp_path / "gpu_check.json").is_file()
