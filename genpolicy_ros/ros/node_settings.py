@@ -50,7 +50,7 @@ def engine_settings(p: NodeParams) -> EngineSettings:
     return EngineSettings(
         sampler=sampler, num_steps=p.num_steps,
         guidance_scale=p.guidance_scale, ddim_eta=p.ddim_eta, control_rate_hz=p.control_rate_hz,
-        action_horizon=p.action_horizon, chunk_blending=p.chunk_blending,
+        action_horizon=p.action_horizon, chunk_blending=p.chunk_blending, rtc_prefix_mode=p.rtc_prefix_mode,
         inference_delay_steps=p.inference_delay_steps, max_joint_velocity=p.max_joint_velocity,
         max_joint_acceleration=p.max_joint_acceleration, max_tracking_error=p.max_tracking_error,
         observation_timeout_s=p.observation_timeout_s, enabled=p.enabled, seed=p.seed)

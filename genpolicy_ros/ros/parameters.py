@@ -170,6 +170,11 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               "How a new chunk joins the executing one: none, ensemble (temporal), rtc "
               "(real-time chunking, inpaints the frozen prefix).",
               runtime=True, choices=("none", "ensemble", "rtc")),
+    ParamSpec("rtc_prefix_mode", STRING, "hard",
+              "How chunk_blending rtc imposes the frozen prefix while sampling: hard (replace the prefix "
+              "at every sampler step) or guided (Black et al. 2025: pull the velocity toward it through a "
+              "vector-Jacobian product, with soft weights over the overlap).",
+              runtime=True, choices=("hard", "guided")),
     ParamSpec("inference_delay_steps", INTEGER, -1,
               "Expected inference delay in control steps; -1 = measured (p95 of latency).",
               runtime=True, minimum=-1, maximum=1000),
@@ -284,6 +289,7 @@ class NodeParams:
     action_horizon: int = SPECS["action_horizon"].default
     chunk_blending: str = SPECS["chunk_blending"].default
     inference_delay_steps: int = SPECS["inference_delay_steps"].default
+    rtc_prefix_mode: str = SPECS["rtc_prefix_mode"].default
     output_mode: str = SPECS["output_mode"].default
     joint_names: Tuple[str, ...] = SPECS["joint_names"].default
     max_joint_velocity: float = SPECS["max_joint_velocity"].default

@@ -23,7 +23,7 @@ CONTRACT = {  # architecture.md: name -> runtime-changeable (★)
     # messages, how camera frames of another size are fitted.
     "max_tracking_error": True, "unstamped_inputs": True, "image_resize": True,
     # Extensions (issue 11): inference precision, latency emulation for the slow-model study.
-    "precision": False, "emulate_latency_ms": False,
+    "precision": False, "emulate_latency_ms": False, "rtc_prefix_mode": True,
 }
 
 
