@@ -307,8 +307,10 @@ def _guided_x0(
         out = model_fn(x_req, t_batch)  # [B, T, D]
         x0, _ = _x0_eps(abar, x_req, out, prediction_type)
         residual = (weights * (target - x0)).detach()  # [B, T, D]
-        (g,) = torch.autograd.grad(x0, x_req, grad_outputs=residual, allow_unused=True)
-    if g is None:  # the estimate does not depend on x (e.g. a constant "sample" model)
+        g = None
+        if x0.requires_grad:  # else the estimate does not depend on x (a constant "sample" model)
+            (g,) = torch.autograd.grad(x0, x_req, grad_outputs=residual, allow_unused=True)
+    if g is None:
         g = torch.zeros_like(x)
     step = (1 - abar) ** 0.5 * _guidance_weight(abar, max_guidance)
     return out.detach(), x0.detach() + step * g
@@ -328,7 +330,7 @@ def _model_step(
         target, weights = _prefix_tensors(prefix, x)
         out, x0 = _guided_x0(model_fn, x, t_batch, abar, prediction_type, target, weights,
                              float(getattr(prefix, "max_guidance", 5.0)))
-        eps = (x - abar ** (0.5) * x0) / (1 - abar) ** (0.5)  # ε̂ consistent with x̂0'
+        _, eps = _x0_eps(abar, x, out, prediction_type)  # ε̂ of the model, as the hard hook keeps it
         return x0, eps
     out = model_fn(x, t_batch)  # [B, T, D]
     if out.shape != x.shape:
@@ -337,8 +339,9 @@ def _model_step(
 
 
 def _hard_prefix(x0: torch.Tensor, prefix: Any) -> torch.Tensor:
-    """Hard inpainting of x̂0: W·Y + (1 − W)·x̂0 row-wise (diffusion_policy-style mask)."""
-    if prefix is None or prefix.mode != "hard":
+    """Replacement hook on x̂0: W·Y + (1 − W)·x̂0 row-wise (diffusion_policy-style mask);
+    runs in both prefix modes (after the guidance of "guided")."""
+    if prefix is None:
         return x0
     target, weights = _prefix_tensors(prefix, x0)
     return weights * target + (1 - weights) * x0
@@ -412,8 +415,9 @@ def ddim_sample(
     ᾱ_prev for prev < 0 is 1 (``set_alpha_to_one``) or ᾱ_0. z is ``variance_noise[i]``
     (``[N, B, T, D]`` or a list of N tensors) or ``torch.randn(x.shape, generator=…)``.
     ``prefix``: "hard" replaces x̂0 by W·Y + (1−W)·x̂0 after clipping (ε̂ kept);
-    "guided" replaces (x̂0, ε̂) by the guided x̂0' of :func:`_guided_x0` and the ε̂ it
-    implies, before clipping. ``step_callback(i, k, x, x̂0)`` runs after every step.
+    "guided" first moves x̂0 to the RTC-guided x̂0' of :func:`_guided_x0` (before
+    clipping), then applies the same replacement. ``step_callback(i, k, x, x̂0)`` runs
+    after every step.
     Runs under ``torch.no_grad()`` except the guided VJP.
     """
     _check_sampler_args(x_T, schedule, prediction_type, clip_range, prefix)

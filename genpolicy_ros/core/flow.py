@@ -150,8 +150,16 @@ def guidance_weight(t: float, max_guidance: float) -> float:
     return float(min(max_guidance, (t * t + (1.0 - t) ** 2) / denom))
 
 
+def guidance_weight_tensor(t: torch.Tensor, max_guidance: float) -> torch.Tensor:
+    """:func:`guidance_weight` on a time tensor (any shape), without reading it on the host."""
+    denom = t * (1.0 - t)
+    safe = torch.where(denom > 0, denom, torch.ones_like(denom))
+    raw = (t * t + (1.0 - t) ** 2) / safe
+    return torch.where(denom > 0, raw.clamp(max=float(max_guidance)), torch.full_like(t, float(max_guidance)))
+
+
 def _guided_velocity(velocity_fn: VelocityFn, prefix: PrefixConstraint) -> VelocityFn:
-    """Wrap ``velocity_fn`` with RTC guided inpainting (Black et al. 2025, eq. 2–4).
+    """Wrap ``velocity_fn`` with RTC's guidance (Black et al. 2025, eq. 2–4).
 
     ``x̂1 = x_t + (1−t)·v(x_t, t)``; ``e = W·(Y − x̂1)`` with ``W`` the row weights and ``Y``
     the target; ``v ← v + min(β, (1−t)/(t·r_t²)) · eᵀ ∂x̂1/∂x_t``. The vector-Jacobian
@@ -161,14 +169,14 @@ def _guided_velocity(velocity_fn: VelocityFn, prefix: PrefixConstraint) -> Veloc
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         target = prefix.target_like(x)  # [B, T, D]
         weights = prefix.weights_like(x)  # [1, T, 1]
-        t_scalar = float(t.reshape(-1)[0])
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)  # [B, T, D]
             v = velocity_fn(x_in, t)  # [B, T, D]
             x1_hat = LinearPath.x1_from_velocity(x_in, v, t)  # [B, T, D]
             error = (target - x1_hat.detach()) * weights  # [B, T, D]
             (vjp,) = torch.autograd.grad(x1_hat, x_in, grad_outputs=error)  # [B, T, D]
-        return v.detach() + guidance_weight(t_scalar, prefix.max_guidance) * vjp
+        weight = _time_view(guidance_weight_tensor(t, prefix.max_guidance), x)  # [B, 1, 1]
+        return v.detach() + weight * vjp
 
     return guided
 
@@ -218,12 +226,13 @@ def integrate(
         num_steps: number of steps (any int ≥ 1); the network is evaluated
             1 / 2 / 2 / 4 times per step for euler / midpoint / heun / rk4.
         method: ``"euler"`` (order 1), ``"midpoint"``, ``"heun"`` (order 2), ``"rk4"``.
-        prefix: optional :class:`PrefixConstraint` (real-time chunking):
-            ``"hard"`` sets the constrained rows to ``t·Y + (1−t)·x0`` (blended by weight,
-            ``x0`` being the given initial state) before the first step and after every
-            step, and finally rows with weight 1 are replaced by ``Y`` exactly;
-            ``"guided"`` evaluates the RTC-guided velocity (:func:`guidance_weight`) at
-            every stage of the solver.
+        prefix: optional :class:`PrefixConstraint` (real-time chunking). Both modes
+            set the constrained rows to ``t·Y + (1−t)·x0`` (blended by weight, ``x0``
+            being the given initial state) before the first step and after every step,
+            and finally replace rows with weight 1 by ``Y`` exactly (the replacement
+            hook); ``"guided"`` also evaluates the RTC-guided velocity
+            (:func:`guidance_weight`) at every stage of the solver, so that a network
+            that responds to its input makes the other rows agree with the prefix.
         step_callback: called as ``step_callback(i, t_i, x_i)`` after step ``i`` with
             the state at its end time.
 
@@ -244,7 +253,7 @@ def integrate(
     field = velocity_fn
     if prefix is not None and prefix.mode == "guided":
         field = _guided_velocity(velocity_fn, prefix)
-    hard = prefix is not None and prefix.mode == "hard"
+    hard = prefix is not None  # the replacement hook runs in both modes
 
     with torch.no_grad():
         x_noise = x0.detach()  # [B, T, D] kept for the hard projection
