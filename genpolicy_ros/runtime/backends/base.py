@@ -35,6 +35,8 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from ...core.inpainting import check_prefix_values
+
 LOG = logging.getLogger("genpolicy_ros.runtime.backends")
 
 SAMPLERS = ("flow", "ddim", "ddpm", "regression")
@@ -207,6 +209,8 @@ class UnrolledSampler(torch.nn.Module):
     calls ``policy.sample`` with the sampler settings fixed at construction, so tracing it
     unrolls the Python step loop: encoder once, N denoiser evaluations and N solver updates
     in one graph; constant timesteps/coefficients (flow t_i, DDIM ᾱ) fold into constants.
+    The prefix values are not checked inside (``check_values=False``: no host read in a
+    captured graph); :meth:`GraphBackend.sample` checks them before every call.
     """
 
     def __init__(self, policy, spec: GraphSpec):
@@ -222,7 +226,7 @@ class UnrolledSampler(torch.nn.Module):
             prefix_actions, prefix_weights, *rest = rest
             kwargs.update(prefix_actions=prefix_actions, prefix_weights=prefix_weights, prefix_mode="hard")
         obs = unflatten_obs(self._obs_names, rest)
-        return self.policy.sample(obs, noise=noise, **kwargs)
+        return self.policy.sample(obs, noise=noise, check_values=False, **kwargs)
 
 
 @contextlib.contextmanager
@@ -425,7 +429,10 @@ class GraphBackend(InferenceBackend):
         self.last_path = "graph"
         if with_prefix and prefix_weights is None:
             prefix_weights = torch.ones(spec.noise_shape[1])
-        return runner(self._inputs(spec, obs, noise, prefix_actions, prefix_weights))
+        inputs = self._inputs(spec, obs, noise, prefix_actions, prefix_weights)
+        if with_prefix:  # the graph checks nothing: the values are checked here, on the host
+            check_prefix_values(inputs[1], inputs[2], "prefix")
+        return runner(inputs)
 
     def _fallback_sample(self, obs, noise, settings, prefix_actions, prefix_weights, prefix_mode, reason):
         """Settings without a graph: eager PyTorch (backends may offer something faster)."""
