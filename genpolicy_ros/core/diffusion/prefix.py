@@ -12,10 +12,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..inpainting import PrefixConstraint
+from ..inpainting import PREFIX_MODES, PrefixConstraint
 from .targets import _x0_eps
-
-PREFIX_MODES = ("hard", "guided")
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
