@@ -208,6 +208,8 @@ class ChunkScheduler:
         self._action_dim: Optional[int] = None
         self._newest_t0 = -math.inf
         self._last_pop: Optional[Tuple[int, int]] = None  # (segment uid, row)
+        self._last_pop_time: Optional[float] = None
+        self._pop_period: Optional[float] = None  # executor period, seen between pops
         self._c = _Counters()
 
     # ------------------------------------------------------------- configuration
@@ -237,6 +239,7 @@ class ChunkScheduler:
             self._action_dim = None
             self._newest_t0 = -math.inf
             self._last_pop = None
+            self._last_pop_time = None  # time may have gone backwards; the period stays
             self._apply_pending()
 
     # ------------------------------------------------------------- plan lookup
@@ -340,6 +343,9 @@ class ChunkScheduler:
         """
         now = _check_time(now)
         with self._lock:
+            if self._last_pop_time is not None and now > self._last_pop_time + TIME_EPS:
+                self._pop_period = now - self._last_pop_time
+            self._last_pop_time = now
             hit = self._locate(now, executable=True)
             if hit is None:
                 self._c.starved += 1
@@ -425,8 +431,10 @@ class ChunkScheduler:
         first chunk itself. Frozen (weight 1): the first ``d = delay_steps`` rows, which
         execute from the current plan while the new chunk is generated, and with
         ``interpolate`` row ``d`` too: the last row before the switch moves towards it,
-        so the new chunk must start there for the position to be continuous. The rest of
-        the overlap gets the RTC soft decay. None without a plan.
+        so the new chunk must start there for the position to be continuous. Frozen rows
+        past the plan's executable end (a latency longer than the rows left) are the
+        command the robot holds there, not the chunk's predictions. The rest of the
+        overlap gets the RTC soft decay. None without a plan.
         """
         if isinstance(delay_steps, bool) or not isinstance(delay_steps, (int, np.integer)) or delay_steps < 0:
             raise ValueError(f"delay_steps must be an int >= 0, got {delay_steps!r}")
@@ -437,6 +445,9 @@ class ChunkScheduler:
             if not self._segments:
                 return None
             dt = self._segments[-1].dt
+            # With first-order hold the last row before the switch moves towards the plan's
+            # value at the switch instant (row d): that row is fixed by what executes too.
+            executed = int(delay_steps) + (1 if self._config.interpolate and delay_steps > 0 else 0)
             rows: List[np.ndarray] = []
             first = self._segments[0]
             for i in range(T_p):
@@ -448,14 +459,24 @@ class ChunkScheduler:
                     hit = (first, first.row_at(t))
                 if hit is None:
                     break
-                rows.append(self._value(hit[0], hit[1], t))  # as `pop` will execute it
+                seg, row = hit
+                if i < executed and row >= seg.exec_rows:
+                    # The plan runs out before the new chunk can take over: the robot holds
+                    # its last command there, so that is what the new chunk starts from.
+                    rows.append(self._value(seg, seg.exec_rows - 1, seg.exec_until - self._hold_lead(seg)))
+                else:
+                    rows.append(self._value(seg, row, t))  # as `pop` will execute it
             n = len(rows)
-            # With first-order hold the last row before the switch moves towards the plan's
-            # value at the switch instant (row d): that row is fixed by what executes too.
-            frozen = min(int(delay_steps) + (1 if self._config.interpolate and delay_steps > 0 else 0), n)
+            frozen = min(executed, n)
             actions = np.array(rows, dtype=np.float64).reshape(n, self._action_dim)  # [n, D]
             return RtcPrefix(actions=actions, weights=rtc_soft_weights(int(T_p), frozen, n),
                              frozen_steps=frozen, start_time=float(now), dt=dt)
+
+    def _hold_lead(self, seg: _Segment) -> float:
+        """How long before ``seg``'s executable end its last command is popped: one
+        executor period (seen between consecutive `pop` calls), else a whole row."""
+        period = self._pop_period
+        return period if period is not None and 0 < period < seg.dt else seg.dt
 
     def frozen_prefix(self, now: float, delay_steps: int, T_p: int) -> Optional[Tuple[np.ndarray, float]]:
         """``(prefix_actions [d, D], start_time)``: the first `rtc_prefix` rows only."""

@@ -265,6 +265,29 @@ def test_rtc_seam_is_continuous_with_first_order_hold():
     assert steps.max() <= slope / ticks_per_row + 1e-9, f"position jump at the seam: {steps.max():.4f}"
 
 
+def test_rtc_prefix_holds_where_the_plan_runs_out_before_the_switch():
+    """Latency longer than the executable rows left (slow model): the robot holds its last
+    command until the new chunk takes over, so the frozen rows there are that held value,
+    not the chunk's predictions; a chunk that honours them restarts without a jump."""
+    s = ChunkScheduler(SchedulerConfig(blending="rtc", action_horizon=6, interpolate=True))
+    s.merge(chunk(0.0, ramp(16, step=0.1)), now=0.05)
+    times = np.arange(0.1, 0.45, 0.01)
+    for t in times:
+        s.pop(float(t))  # the executor runs at 100 Hz until the request at 0.44
+    stamp, d = 0.44, 3  # rows due at 0.44, 0.54, 0.64: the plan ends at 0.6
+    p = s.rtc_prefix(stamp, d, 16)
+    assert p.frozen_steps == 4
+    held = s.pop(0.59)  # the last command before the end of the executable rows
+    assert s.pop(0.6) is None
+    np.testing.assert_allclose(p.actions[2:4, 0], [held[0], held[0]])  # due 0.64, 0.74: holding
+    assert p.actions[4, 0] == pytest.approx(0.84), "after the switch: the plan's prediction (soft rows)"
+    B = np.r_[p.actions[:4, 0], p.actions[3, 0] + 0.01 * np.arange(1, 13)]
+    s.merge(chunk(stamp, B), now=stamp + d * DT - 0.01)
+    out = [s.pop(float(t)) for t in np.arange(0.6, 0.9, 0.01)]
+    cmds = [held[0] if o is None else o[0] for o in out]  # what the robot is commanded (holds on None)
+    assert np.abs(np.diff(cmds)).max() < 0.01 + 1e-9, "position jump where the new chunk takes over"
+
+
 # ----------------------------------------------------------------------------- refill, config
 def test_needs_refill_from_latency_and_fraction():
     s = ChunkScheduler(SchedulerConfig(action_horizon=8))
