@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from genpolicy_ros.core.config import ActionSpec, EncoderConfig, HorizonConfig, NetworkConfig, ObservationSpec, PolicyConfig
+from genpolicy_ros.core.config import (ActionSpec, EncoderConfig, HorizonConfig, NetworkConfig, ObservationSpec,
+                                      PolicyConfig)
 from genpolicy_ros.core.policy import GenerativePolicy
 from genpolicy_ros.runtime.backends import SamplerSettings, create_backend
 from genpolicy_ros.runtime.backends.base import GraphSpec, UnrolledSampler, obs_signature
