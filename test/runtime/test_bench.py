@@ -23,7 +23,8 @@ from genpolicy_ros.core.config import (ActionSpec, EncoderConfig, HorizonConfig,
                                        PolicyConfig)
 from genpolicy_ros.core.policy import GenerativePolicy
 from genpolicy_ros.runtime.bench.latency import SamplerSpec, speedup_summary, twin_policy
-from genpolicy_ros.runtime.bench.seams import SeamConfig, accelerations, measure_seams, seam_ratio
+from genpolicy_ros.runtime.bench.seams import (GRID_MODES, SeamConfig, accelerations, format_seam_grid, measure_seam_grid,
+                                               measure_seams, seam_ratio)
 
 T_O, T_P, T_A, DT = 2, 16, 8, 0.05
 PERIOD = 0.01
@@ -142,6 +143,23 @@ def test_seams_on_a_trained_policy_rtc_is_smoother_than_no_blending(trained_dir)
     again = measure_seams(policy, SeamConfig(modes=("rtc-hard",), episodes=2, seconds=2.0, delay_rows=2, seed=0),
                           task_plant=reach)
     assert again["modes"]["rtc-hard"]["metric"]["ratio"] == pytest.approx(ratios["rtc-hard"], rel=1e-9)
+
+
+def test_seam_grid_measures_every_delay_and_horizon_cell(trained_dir):
+    from genpolicy_ros.core.checkpoint import load_model_dir
+
+    policy = load_model_dir(trained_dir[0])
+    grid = measure_seam_grid(policy, SeamConfig(modes=GRID_MODES, episodes=1, seconds=1.5, seed=0), [1, 2], [4, 8])
+    cells = {(c["action_horizon"], c["delay_rows"]): c["ratios"] for c in grid["cells"]}
+    assert set(cells) == {(4, 1), (4, 2), (8, 1), (8, 2)}
+    for key, ratios in cells.items():
+        assert set(ratios) == set(GRID_MODES)
+        # both RTC modes inpaint the executed rows: their seams are far below switching without blending
+        assert ratios["rtc-hard"] < 0.5 * ratios["none"] and ratios["rtc-guided"] < 0.5 * ratios["none"], (key, ratios)
+    table = format_seam_grid(grid).splitlines()
+    assert len(table) == 2 + len(cells) and all(m in table[1] for m in GRID_MODES)
+    with pytest.raises(ValueError, match="delays"):
+        measure_seam_grid(policy, SeamConfig(), [-1], [8])
 
 
 # --------------------------------------------------------------------------- latency helpers

@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from ...core.inpainting import check_prefix_values
 from .base import (BackendError, InferenceBackend, SamplerSettings, batch_of, chunk_shape, flatten_obs,
                    graph_unsupported_reason, make_noise, obs_signature, obs_to_tensors, unflatten_obs, verify_close)
 
@@ -48,6 +49,8 @@ class UnrolledSampler(torch.nn.Module):
     calls ``policy.sample`` with the sampler settings fixed at construction, so tracing it
     unrolls the Python step loop: encoder once, N denoiser evaluations and N solver updates
     in one graph; constant timesteps/coefficients (flow t_i, DDIM ᾱ) fold into constants.
+    The prefix values are not checked inside (``check_values=False``: no host read in a
+    captured graph); :meth:`GraphBackend.sample` checks them before every call.
     """
 
     def __init__(self, policy, spec: GraphSpec):
@@ -63,7 +66,7 @@ class UnrolledSampler(torch.nn.Module):
             prefix_actions, prefix_weights, *rest = rest
             kwargs.update(prefix_actions=prefix_actions, prefix_weights=prefix_weights, prefix_mode="hard")
         obs = unflatten_obs(self._obs_names, rest)
-        return self.policy.sample(obs, noise=noise, **kwargs)
+        return self.policy.sample(obs, noise=noise, check_values=False, **kwargs)
 
 
 @contextlib.contextmanager
@@ -194,7 +197,10 @@ class GraphBackend(InferenceBackend):
         self.last_path = "graph"
         if with_prefix and prefix_weights is None:
             prefix_weights = torch.ones(spec.noise_shape[1])  # [T_p]
-        return runner(self._inputs(spec, obs, noise, prefix_actions, prefix_weights))
+        inputs = self._inputs(spec, obs, noise, prefix_actions, prefix_weights)
+        if with_prefix:  # the graph checks nothing: the values are checked here, on the host
+            check_prefix_values(inputs[1], inputs[2], "prefix")
+        return runner(inputs)
 
     def _fallback_sample(self, obs, noise, settings, prefix_actions, prefix_weights, prefix_mode, reason):
         """Settings without a graph: eager PyTorch (backends may offer something faster)."""
