@@ -193,10 +193,11 @@ class PolicyNode(NodeServices, LifecycleNode):
         self._lockstep = True
 
     def tick_once(self) -> None:
-        """One command period in the calling thread (after :meth:`enter_lockstep`)."""
+        """One command period in the calling thread (after :meth:`enter_lockstep`), at once:
+        the caller owns time (a replay steps ``/clock`` itself)."""
         if not self._lockstep or self._loop is None:
             raise RuntimeError("tick_once: call enter_lockstep() first")
-        self._loop.run_ticks(1)
+        self._loop.run_ticks(1, wait=False)
 
     def executor_stats(self) -> Dict[str, Any]:
         """The command loop's counters (RateLoop.stats: ticks, missed_ticks, lateness) plus
