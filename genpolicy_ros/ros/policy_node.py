@@ -193,10 +193,11 @@ class PolicyNode(NodeServices, LifecycleNode):
         self._lockstep = True
 
     def tick_once(self) -> None:
-        """One command period in the calling thread (after :meth:`enter_lockstep`)."""
+        """One command period in the calling thread (after :meth:`enter_lockstep`), at once:
+        the caller owns time (a replay steps ``/clock`` itself)."""
         if not self._lockstep or self._loop is None:
             raise RuntimeError("tick_once: call enter_lockstep() first")
-        self._loop.run_ticks(1)
+        self._loop.run_ticks(1, wait=False)
 
     def executor_stats(self) -> Dict[str, Any]:
         """The command loop's counters (RateLoop.stats: ticks, missed_ticks, lateness) plus
@@ -317,9 +318,14 @@ class PolicyNode(NodeServices, LifecycleNode):
             return False
         latency = LatencyTracker(warmup=0, initial_estimate_s=2 * self._model.dt)
         worker_cfg = WorkerConfig(model_dir=str(self._model_dir), backend=params.backend,
-                                  device=params.device, num_threads=self._generation_threads,
-                                  settings=settings.sampler_settings())
-        self._worker = GenerationWorker(worker_cfg, latency_tracker=latency, clock=self._ros_now)
+                                  device=params.device, precision=params.precision,
+                                  num_threads=self._generation_threads, settings=settings.sampler_settings(),
+                                  emulate_latency_ms=params.emulate_latency_ms)
+        if params.emulate_latency_ms > 0:
+            log.warning(f"LATENCY EMULATION ON: every chunk takes at least {params.emulate_latency_ms:g} ms "
+                        "(parameter emulate_latency_ms; for studying slow models, never on a robot)")
+        self._worker = GenerationWorker(worker_cfg, latency_tracker=latency, clock=self._ros_now,
+                                        on_progress=lambda line: log.info(f"generation: {line}"))
         t = time.monotonic()
         log.info(f"starting the generation process (backend {params.backend}, device {params.device}): "
                  "loading the model and preparing the sampler; a first start may export an engine "

@@ -172,8 +172,10 @@ class RateLoop:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def run_ticks(self, n: int) -> int:
-        """Run ``n`` callbacks synchronously on the injected clock/sleep (deterministic mode)."""
+    def run_ticks(self, n: int, wait: bool = True) -> int:
+        """Run ``n`` callbacks synchronously on the injected clock/sleep (deterministic mode).
+        ``wait=False``: run each at once, its deadline = now (the caller owns time, e.g. a
+        replay stepping ``/clock`` itself: waiting for the next step would wait for itself)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         if self.running:
@@ -181,7 +183,7 @@ class RateLoop:
         self._stop.clear()
         done = 0
         for _ in range(n):
-            if not self._one_tick():
+            if not self._one_tick(wait=wait):
                 break
             done += 1
         return done
@@ -209,8 +211,8 @@ class RateLoop:
             elif self._stop.wait(remaining):
                 return None
 
-    def _one_tick(self) -> bool:
-        if self._origin is None:
+    def _one_tick(self, wait: bool = True) -> bool:
+        if self._origin is None or not wait:
             self._origin = self._clock()
             self._k = 0
         with self._lock:

@@ -18,6 +18,9 @@ Top-level keys of the JSON (``format: genpolicy-bench/1``)::
                        rate_hz_measured, commands, nonfinite_commands, node_cpu_percent,
                        middleware / source / probe_callback {interarrival_*, jitter_* ms},
                        node_diagnostics — or {skipped: true, reason}
+    soak               genpolicy bench --soak-seconds N (runs alone; runtime/bench/soak.py):
+                       settings, windows [per-window timing, resources per process role],
+                       summary, node_diagnostics_last — or {skipped: true, reason}
 
 Raw samples (latency per run, lateness per tick, traces) stay out of the JSON; the
 plots use them.
