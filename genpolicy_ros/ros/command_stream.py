@@ -65,6 +65,7 @@ class StreamProbeConfig:
     domain_id: Optional[int] = None  # default: 170 + pid % 30
     startup_timeout_s: float = 120.0
     node_args: tuple = ()  # extra `genpolicy node` options, e.g. ("--executor", "events")
+    node_params: tuple = ()  # extra node parameters as (name, value) pairs, e.g. (("cpu_split", True),)
     camera_rate_hz: Optional[float] = None  # camera models: frames per second (None: the model's 1 / dt)
     camera_size: Optional[Tuple[int, int]] = None  # (H, W) of the frames (None: the model's image_size)
 
@@ -87,6 +88,14 @@ class StreamProbeConfig:
         size = self.camera_size
         if size is not None and not (len(size) == 2 and all(isinstance(v, int) and 0 < v <= 8192 for v in size)):
             raise ValueError(f"camera_size must be (H, W) with 0 < H, W <= 8192, got {self.camera_size!r}")
+
+
+def _parse_param(text: str) -> Tuple[str, str]:
+    """``NAME:=VALUE`` -> (name, value text, passed on as rcl reads ``-p NAME:=VALUE``)."""
+    name, sep, value = text.partition(":=")
+    if not sep or not name.strip():
+        raise ValueError(f"--param wants NAME:=VALUE, got {text!r}")
+    return name.strip(), value.strip()
 
 
 def gap_statistics(times_s: Sequence[float], period_s: float) -> Dict[str, Optional[float]]:
@@ -221,7 +230,7 @@ def node_and_probe(cfg: StreamProbeConfig, probe_type=None, log=print, **probe_k
     model_cfg, _ = read_model_config(cfg.model_dir)
     domain_id = int(cfg.domain_id) if cfg.domain_id is not None else 170 + os.getpid() % 30
     params = {"model_path": str(Path(cfg.model_dir).resolve()), "control_rate_hz": float(cfg.rate_hz),
-              "output_mode": cfg.output_mode, "backend": cfg.backend}
+              "output_mode": cfg.output_mode, "backend": cfg.backend, **dict(cfg.node_params)}
     context = Context()
     rclpy.init(context=context, domain_id=domain_id)
     node = NodeProcess(node_command(params, extra=["--autostart", *cfg.node_args]), domain_id)
@@ -340,11 +349,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", default=None, help="write the report here (default: stdout only)")
     p.add_argument("--node-arg", action="append", default=[], metavar="ARG",
                    help="extra option for `genpolicy node` (repeatable), e.g. --node-arg=--executor --node-arg=events")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="node parameter (repeatable), e.g. --param cpu_split:=true --param num_steps:=40")
     args = p.parse_args(argv)
     try:
+        node_params = tuple(_parse_param(text) for text in args.param)
         cfg = StreamProbeConfig(model_dir=args.model, seconds=args.seconds, warmup_s=args.warmup,
                                 rate_hz=args.rate, robot_rate_hz=args.robot_rate, output_mode=args.output_mode,
-                                backend=args.backend, domain_id=args.domain_id, node_args=tuple(args.node_arg))
+                                backend=args.backend, domain_id=args.domain_id, node_args=tuple(args.node_arg),
+                                node_params=node_params)
         report = measure_command_stream(cfg, log=lambda m: print(m, file=sys.stderr))
     except (ValueError, RuntimeError) as exc:
         print(f"command stream: {exc}", file=sys.stderr)

@@ -148,6 +148,17 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               "Latency emulation for studying slow models (0 = off): every chunk takes at least this long "
               "in the generation process; reported in /diagnostics and ~/action_chunk. Never use on a robot.",
               minimum=0.0, maximum=10000.0),
+    ParamSpec("worker_niceness", INTEGER, 0,
+              "Nice value of the generation process (Linux, 0 = as the node): higher lets the command loop "
+              "win a contended CPU while chunks are generated back to back.",
+              minimum=0, maximum=19),
+    ParamSpec("cpu_split", BOOL, False,
+              "Pin the generation process to the last allowed CPU and the node (command loop, subscriptions) "
+              "to the others (Linux sched_setaffinity; no effect with one CPU). Measured: docs/ros.md.",
+              ),
+    ParamSpec("gc_freeze", BOOL, False,
+              "After configure, move every live object to Python's permanent GC generation (gc.freeze) so "
+              "collections during the command loop scan only new objects."),
     ParamSpec("device", STRING, "auto", "Inference device: auto, cpu, cuda or cuda:N.",
               pattern=r"auto|cpu|cuda(:[0-9]+)?", constraint_text="auto, cpu, cuda or cuda:N"),
     ParamSpec("sampler", STRING, "auto",
@@ -279,6 +290,9 @@ class NodeParams:
     backend: str = SPECS["backend"].default
     precision: str = SPECS["precision"].default
     emulate_latency_ms: float = SPECS["emulate_latency_ms"].default
+    worker_niceness: int = SPECS["worker_niceness"].default
+    cpu_split: bool = SPECS["cpu_split"].default
+    gc_freeze: bool = SPECS["gc_freeze"].default
     device: str = SPECS["device"].default
     sampler: str = SPECS["sampler"].default
     num_steps: int = SPECS["num_steps"].default

@@ -28,11 +28,10 @@ Lifecycle (create/destroy symmetry, ros2/demos' lifecycle talker):
   Cleanup also forgets the last command: the next activation starts from a confirmed
   measured position.
 
-Threads: the executor tick runs in a :class:`~genpolicy_ros.runtime.rate_loop.RateLoop`
-thread and publishes from there (rclpy publishing is thread-safe); generation runs in a
-separate *process* (references.md: a same-process thread pushes the 100 Hz loop's p99
-lateness from 0.2 ms to 67 ms). Subscriptions, services and the diagnostics timer run in
-the executor's thread, each in its own callback group.
+Threads: the tick runs in a RateLoop thread and publishes from there; generation in a separate
+*process* (a same-process thread pushed p99 lateness from 0.2 to 67 ms, references.md), placed by
+``cpu_split`` / ``worker_niceness`` (runtime/cpu_placement.py). Subscriptions, services and the
+diagnostics timer run in the executor's thread, each in its own callback group.
 
 Parameters: declared from :func:`~genpolicy_ros.ros.parameters.declaration_list`. The
 on-set callback only *validates* (all or nothing, plus checks that need the model: sampler
@@ -64,6 +63,7 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
 from genpolicy_ros.model_paths import resolve_model_path
+from genpolicy_ros.runtime.cpu_placement import ProcessPlacement
 from genpolicy_ros.runtime.engine import ModelInfo, PolicyEngine
 from genpolicy_ros.runtime.latency import LatencyTracker
 from genpolicy_ros.runtime.rate_loop import RateLoop
@@ -321,10 +321,12 @@ class PolicyNode(NodeServices, LifecycleNode):
             log.error(f"configure failed: backend {params.backend} is not available on {params.device}: {why}")
             return False
         latency = LatencyTracker(warmup=0, initial_estimate_s=2 * self._model.dt)
+        self._placement = ProcessPlacement(params.cpu_split)
         worker_cfg = WorkerConfig(model_dir=str(self._model_dir), backend=params.backend,
                                   device=params.device, precision=params.precision,
                                   num_threads=self._generation_threads, settings=settings.sampler_settings(),
-                                  emulate_latency_ms=params.emulate_latency_ms)
+                                  emulate_latency_ms=params.emulate_latency_ms,
+                                  **self._placement.worker_kwargs(params.worker_niceness))
         if params.emulate_latency_ms > 0:
             log.warning(f"LATENCY EMULATION ON: every chunk takes at least {params.emulate_latency_ms:g} ms "
                         "(parameter emulate_latency_ms; for studying slow models, never on a robot)")
@@ -346,6 +348,8 @@ class PolicyNode(NodeServices, LifecycleNode):
             log.error(f"configure failed: generation worker did not start: {why}")
             return False
         log.info(f"generation worker ready in {time.monotonic() - t:.2f} s: {self._worker.info.get('backend')}")
+        for line in self._placement.apply_here(self._worker.info.get("placement"), params.gc_freeze):
+            log.info(line)
         self._engine = PolicyEngine(self._model, self._worker, settings, clock=self._ros_now,
                                     steady_clock=time.monotonic, latency=latency)
         self._params = params

@@ -24,6 +24,8 @@ CONTRACT = {  # architecture.md: name -> runtime-changeable (★)
     "max_tracking_error": True, "unstamped_inputs": True, "image_resize": True,
     # Extensions (issue 11): inference precision, latency emulation for the slow-model study.
     "precision": False, "emulate_latency_ms": False, "rtc_prefix_mode": True,
+    # Extensions (issue 11 §3): where the two processes run.
+    "worker_niceness": False, "cpu_split": False, "gc_freeze": False,
 }
 
 

@@ -35,10 +35,27 @@ class _LockedSender:
                 return False
 
 
+def _place(cfg: WorkerConfig) -> dict:
+    """Apply the configured niceness / CPU set to this process; what was applied, or why not."""
+    from ..cpu_placement import lower_priority, pin_process
+
+    done = {"niceness": os.getpriority(os.PRIO_PROCESS, 0), "cpus": sorted(os.sched_getaffinity(0))}
+    problems = []
+    if cfg.niceness:
+        problems.append(lower_priority(cfg.niceness))
+        done["niceness"] = os.getpriority(os.PRIO_PROCESS, 0)
+    if cfg.cpus is not None:
+        problems.append(pin_process(frozenset(cfg.cpus)))
+        done["cpus"] = sorted(os.sched_getaffinity(0))
+    done["problems"] = [p for p in problems if p]
+    return done
+
+
 def child_main(conn, cfg: WorkerConfig, heartbeat, parent_pid: int) -> None:
     """Run in the spawned child until ``stop``, EOF on the pipe, or the parent's death."""
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
+    placement = _place(cfg)  # before any thread starts: the threads made later inherit it
     stop = threading.Event()
 
     def beat():
@@ -56,7 +73,7 @@ def child_main(conn, cfg: WorkerConfig, heartbeat, parent_pid: int) -> None:
         sender.send(("fatal", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         stop.set()
         return
-    sender.send(("ready", session.info))
+    sender.send(("ready", {**session.info, "placement": placement}))
     attached = AttachedArrays()
     try:
         while True:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -55,6 +55,8 @@ class WorkerConfig:
     emulate_jitter_ms: float = 0.0
     emulate_seed: int = 0
     settings_switch: str = "after_build"
+    niceness: int = 0  # nice value of the generation process (0 = as the parent); Linux
+    cpus: Optional[Tuple[int, ...]] = None  # CPUs of the generation process (None = as the parent)
     heartbeat_interval_s: float = 0.05
     heartbeat_timeout_s: float = 2.0
     request_timeout_s: float = 5.0
@@ -89,6 +91,11 @@ class WorkerConfig:
         if self.settings_switch not in SETTINGS_SWITCHES:
             raise ValueError(f"WorkerConfig.settings_switch must be one of {list(SETTINGS_SWITCHES)}, "
                              f"got {self.settings_switch!r}")
+        if isinstance(self.niceness, bool) or not isinstance(self.niceness, int) or not 0 <= self.niceness <= 19:
+            raise ValueError(f"WorkerConfig.niceness must be an int in [0, 19], got {self.niceness!r}")
+        if self.cpus is not None and (not isinstance(self.cpus, tuple) or not self.cpus or any(
+                isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in self.cpus)):
+            raise ValueError(f"WorkerConfig.cpus must be None or a non-empty tuple of CPU indices, got {self.cpus!r}")
         for name in ("emulate_latency_ms", "emulate_jitter_ms"):
             if not _non_negative(getattr(self, name)):
                 raise ValueError(f"WorkerConfig.{name} must be a finite number >= 0, got {getattr(self, name)!r}")
