@@ -115,6 +115,13 @@ def gap_statistics(times_s: Sequence[float], period_s: float) -> Dict[str, Optio
             "jitter_max_ms": float(dev_ms.max())}
 
 
+def _kind_and_names(spec) -> Tuple[str, tuple]:
+    """A config.json state input (a dict, or the dataclass) -> (type, state entry names)."""
+    if isinstance(spec, dict):
+        return spec["type"], tuple(spec["names"])
+    return spec.type, tuple(spec.names)
+
+
 class _ProbeRobot:
     """The probe's node: JointState (+ camera) out, commands and /diagnostics in."""
 
@@ -126,11 +133,14 @@ class _ProbeRobot:
         from trajectory_msgs.msg import JointTrajectory
 
         from ..runtime.rate_loop import RateLoop
+        from . import topics
         from .conversions import array_to_image_msg
+        from .input_messages import MESSAGE_TYPES, input_message
         from .policy_node import FORWARD_TOPIC, TRAJECTORY_TOPIC, camera_topics
         from .qos import command_qos, sensor_qos
 
         self._JointState = JointState
+        self._input_message = input_message
         self._to_image = array_to_image_msg
         self.node = Node("genpolicy_stream_probe", context=context)
         self.lock = threading.Lock()
@@ -145,6 +155,14 @@ class _ProbeRobot:
         self.nonfinite = 0
         self.diagnostics: Dict[str, str] = {}
         self._js_pub = self.node.create_publisher(JointState, "joint_states", sensor_qos())
+        # The model's non-joint inputs (e.g. the reach target as a PointStamped): without them the
+        # node never has a full observation and never generates. Constant, plausible values.
+        specs = {name: _kind_and_names(spec)  # input -> (kind, state entries)
+                 for name, spec in (getattr(model_cfg.observation, "state_inputs", None) or {}).items()}
+        self._inputs = [(self.node.create_publisher(MESSAGE_TYPES[kind], topics.input_topic(name), sensor_qos()),
+                         kind, np.full(len(names), 0.1)) for name, (kind, names) in specs.items()]  # values [k]
+        claimed = {n for _, names in specs.values() for n in names}
+        self.joint_state_names = [n for n in self.state_names if n not in claimed]
         if cfg.output_mode == "joint_trajectory":
             self._subscribe(JointTrajectory, TRAJECTORY_TOPIC, self._trajectory_positions)
         else:
@@ -196,9 +214,12 @@ class _ProbeRobot:
     def _publish_state(self, tick) -> None:
         with self.lock:
             pos = dict(zip(self.joints, self.position.tolist()))
-        msg = self._JointState(name=self.state_names, position=[float(pos.get(n, 0.0)) for n in self.state_names])
+        names = self.joint_state_names
+        msg = self._JointState(name=names, position=[float(pos.get(n, 0.0)) for n in names])
         msg.header.stamp = self.node.get_clock().now().to_msg()
         self._js_pub.publish(msg)
+        for pub, kind, values in self._inputs:
+            pub.publish(self._input_message(kind, values, stamp=msg.header.stamp))
 
     def _publish_frames(self, tick) -> None:
         stamp = self.node.get_clock().now().to_msg()

@@ -57,13 +57,14 @@ def _windows(dataset):
     return torch.as_tensor(np.stack(states)), torch.as_tensor(np.stack(actions))
 
 
-def _reach_config(kind="flow"):
+def _reach_config(kind="flow", target_input=False):
     from genpolicy_ros.sim.reach_env import ALL_JOINTS, ARM_JOINTS, JOINT_LOWER, JOINT_UPPER
 
+    inputs = {"target": {"type": "point", "names": ["target_x", "target_y"]}} if target_input else {}
     return PolicyConfig(
         action=ActionSpec(joint_names=list(ARM_JOINTS), lower_limits=JOINT_LOWER.tolist(),
                           upper_limits=JOINT_UPPER.tolist()),
-        observation=ObservationSpec(state_names=list(ALL_JOINTS)),
+        observation=ObservationSpec(state_names=list(ALL_JOINTS), state_inputs=inputs),
         kind=kind, horizon=HorizonConfig(T_o=T_O, T_p=T_P, T_a=T_A, dt=DT),
         network=NetworkConfig(params={"down_dims": [16, 32]}),
         encoder=EncoderConfig(params={"proprio_feature_dim": 16, "proprio_hidden": [32]}),
@@ -285,6 +286,16 @@ def test_seam_plant_comes_from_the_caller():
             raise AssertionError("an unfit plant must not run")
 
     assert measure_seams(policy, cfg, task_plant=Unfit())["plant"] == "synthetic"
+
+
+def test_seams_feed_a_model_s_non_joint_inputs():
+    """The shipped reach models read the target from a PointStamped input, not from the joint
+    states: the bench must feed it, or the engine never has an observation, never asks for a
+    chunk and the 'measurement' is of holds (seen once: 0 requests, 900 holds)."""
+    policy = GenerativePolicy.from_config(_reach_config("flow", target_input=True))
+    out = measure_seams(policy, SeamConfig(modes=("none",), episodes=1, seconds=0.6, delay_rows=1))
+    metric = out["modes"]["none"]["metric"]
+    assert metric["requests"] > 0 and metric["executed_ticks"] > 0
 
 
 def test_gpu_check_runs_its_cpu_rows_and_reports_parity(tiny_model_dir, tmp_path, capsys):

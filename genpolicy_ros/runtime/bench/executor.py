@@ -2,7 +2,7 @@
 
 Set-up (what the policy node does, minus ROS)::
 
-    RateLoop thread @ rate_hz ── tick: observe_state(now, synthetic state) → engine.tick()
+    RateLoop thread @ rate_hz ── tick: observe_state_vector(now, synthetic state) → engine.tick()
                                      │ submit / poll (O(1))
     GenerationWorker process ◄───────┘  kept busy: BackToBack re-submits the last request
                                         whenever the child is idle after a tick
@@ -150,7 +150,7 @@ def _run_loop(engine: PolicyEngine, source: SyntheticState, cfg: ExecutorConfig,
         t = time.perf_counter()
         lateness_ms.append(tick.lateness_s * 1e3)
         now = time.monotonic()
-        engine.observe_state(now, source.state.copy())
+        engine.observe_state_vector(now, source.state.copy())
         result = engine.tick(now)
         source.apply(result.command)
         after_tick()

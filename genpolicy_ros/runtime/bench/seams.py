@@ -275,7 +275,7 @@ def run_episode(policy, backend, model: ModelInfo, settings: EngineSettings, cfg
     try:
         for k in range(int(round(cfg.seconds * cfg.rate_hz))):
             clock.t = (k + 1) * period  # exact grid (no accumulated float error)
-            engine.observe_state(clock.t, plant.state())
+            engine.observe_state_vector(clock.t, plant.state())
             for cam, img in plant.images().items():
                 engine.observe_image(cam, clock.t, img)
             result = engine.tick(clock.t)
