@@ -386,6 +386,9 @@ class GenerationWorker(_WorkerStatus):
     def _send(self, req: GenerationRequest) -> None:
         encoded = encode_tree(req.obs, self._shm, self.config.shm_threshold_bytes)
         self._pending = None
+        # Stamped before the send: the child may receive (and start its own clock) before
+        # send() returns here, and the request latency must cover all of the child's time.
+        self._sent_at = time.monotonic()
         try:
             # The observation travels separately (large arrays via shared memory).
             self._conn.send(("generate", dataclasses.replace(req, obs={}), encoded))
@@ -394,5 +397,4 @@ class GenerationWorker(_WorkerStatus):
             self._fault("crashed", f"could not send to the generation child: {exc}")
             return
         self._in_flight = req
-        self._sent_at = time.monotonic()
         self._state = WorkerState.BUSY
