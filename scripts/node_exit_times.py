@@ -28,6 +28,16 @@ def children(pid: int) -> list:
     return out
 
 
+def running(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (dead, waiting to be reaped by its new parent — in a
+    container PID 1 may never reap it) counts as gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def configure(domain: int) -> None:
     import rclpy
     from lifecycle_msgs.msg import Transition
@@ -75,7 +85,7 @@ def run(model: str, state: str, sig: int, domain: int) -> str:
             proc.wait()
         took = time.monotonic() - t
     time.sleep(0.5)
-    alive = [k for k in kids if Path(f"/proc/{k}").exists()]
+    alive = [k for k in kids if running(k)]
     log_path.unlink()
     name = signal.Signals(sig).name
     return f"{state:12s} {name:7s} exit {took:5.2f} s  status {proc.returncode}  children {kids}  alive after {alive}"
