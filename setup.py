@@ -69,7 +69,7 @@ EXTRAS = {
     # Test-only peers.
     # colcon builds the package in a workspace in test/ros/test_colcon_install.py.
     "test": ["pytest>=7", "pytest-timeout>=2.1", "diffusers>=0.25", "colcon-common-extensions>=0.3",
-             "hypothesis>=6.80"],
+             "hypothesis>=6.80", "ruff>=0.5"],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() for req in reqs})
 # GPU engines (NVIDIA, Linux x86_64): never part of "all" — torch-tensorrt pins one torch release

@@ -100,7 +100,8 @@ class ObservationInputs(SimpleManagedEntity):
                                          callback_group=self._sensor_group)]
         for name, kind in self._input_kinds.items():
             subs.append(node.create_subscription(
-                MESSAGE_TYPES[kind], topics.input_topic(name), lambda msg, n=name, k=kind: self._on_input(n, k, msg), qos,
+                MESSAGE_TYPES[kind], topics.input_topic(name),
+                lambda msg, n=name, k=kind: self._on_input(n, k, msg), qos,
                 callback_group=self._sensor_group))
         for camera, (raw, compressed) in camera_topics(self._model.camera_names).items():
             subs.append(node.create_subscription(

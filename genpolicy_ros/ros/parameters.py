@@ -227,8 +227,7 @@ def default_values() -> Dict[str, Any]:
 
 def build_descriptor(spec: ParamSpec, static_read_only: bool = True):
     """``rcl_interfaces/ParameterDescriptor`` for one spec (ranges, read_only, typing)."""
-    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                    ParameterType)
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
     types = {STRING: ParameterType.PARAMETER_STRING,
              INTEGER: ParameterType.PARAMETER_INTEGER,

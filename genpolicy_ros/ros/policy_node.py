@@ -75,9 +75,9 @@ from .node_output import ACTION_CHUNK_TOPIC, FORWARD_TOPIC, TRAJECTORY_TOPIC, Co
 from .node_services import NodeServices
 from .node_settings import backend_precheck, engine_settings, input_settings, model_checks
 from .node_status import StatusReporter
-from .sim_time import SimTimeLoop
 from .parameters import SPECS, NodeParams, declaration_list, validate_ros_parameters
 from .qos import command_qos
+from .sim_time import SimTimeLoop
 
 NODE_NAME = topics.POLICY_NODE
 JOINT_STATES_TOPIC = topics.JOINT_STATES
@@ -277,8 +277,12 @@ class PolicyNode(NodeServices, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _load_model(self, params: NodeParams) -> bool:
-        from genpolicy_ros.core.model_dir import IncompatibleModelError, ModelLoadError, check_compatible
-        from genpolicy_ros.core.model_dir import read_model_config
+        from genpolicy_ros.core.model_dir import (
+            IncompatibleModelError,
+            ModelLoadError,
+            check_compatible,
+            read_model_config,
+        )
 
         log = self.get_logger()
         try:

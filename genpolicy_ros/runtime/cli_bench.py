@@ -225,7 +225,8 @@ def _run(args, lat_cfg) -> int:
         if rows_delay < 0:
             rows_delay = delay_rows(rows or [], default_spec, policy.config.horizon.dt) or 2
         other = "hard" if engine_settings.rtc_prefix_mode == "guided" else "guided"
-        seam_cfg = SeamConfig(modes=("none", "ensemble", "rtc", f"rtc-{other}"), episodes=args.seam_episodes, seconds=args.seam_seconds, delay_rows=int(rows_delay),
+        seam_cfg = SeamConfig(modes=("none", "ensemble", "rtc", f"rtc-{other}"), episodes=args.seam_episodes,
+                              seconds=args.seam_seconds, delay_rows=int(rows_delay),
                               rate_hz=args.rate, seed=args.seed, plant=args.seam_plant, settings=engine_settings)
         bar = progress.bar(len(seam_cfg.modes) * seam_cfg.episodes, "seams", "episode")
         seams = measure_seams(policy, seam_cfg, progress=(lambda: bar.update(1)) if bar else None,
@@ -235,7 +236,8 @@ def _run(args, lat_cfg) -> int:
         settings["seams"] = {"plant": seams["plant"], "delay_rows": seams["delay_rows"], "delay_s": seams["delay_s"],
                              "delay_from": "--seam-delay-rows" if args.seam_delay_rows >= 0
                              else f"p99 of the fastest backend for {default_spec} (2 if not measured)",
-                             "rtc_prefix_mode": engine_settings.rtc_prefix_mode, "episodes": seam_cfg.episodes, "seconds": seam_cfg.seconds, "rate_hz": args.rate,
+                             "rtc_prefix_mode": engine_settings.rtc_prefix_mode, "episodes": seam_cfg.episodes,
+                             "seconds": seam_cfg.seconds, "rate_hz": args.rate,
                              "engine_settings": dataclasses.asdict(engine_settings),
                              "safety_filter": "velocity/acceleration/jump limits relaxed to their maxima"}
 

@@ -19,7 +19,8 @@ buffer; `stats` gives p50/p99/max in milliseconds.
 
 `set_rate` takes effect after the current tick: the new grid starts at that tick's
 deadline. A clock that goes back (simulated time restarting: the node's command loop runs
-on ``/clock`` under ``use_sim_time``, ros/sim_time.py) starts a new grid at the current time. Exceptions raised by the callback are caught, counted and never stop the loop.
+on ``/clock`` under ``use_sim_time``, ros/sim_time.py) starts a new grid at the current time.
+Exceptions raised by the callback are caught, counted and never stop the loop.
 
 Real-time notes (shared/design/references.md, "Real-time behaviour of Python"): a
 same-process thread that holds the GIL (e.g. a PyTorch sampler with Python glue) adds

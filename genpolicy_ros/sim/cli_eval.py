@@ -92,10 +92,9 @@ def _baseline(args) -> str:
 
 
 def run(args) -> int:
+    from ..tasks.model_task import resolve_eval_task
     from .evaluation import evaluate
     from .report import format_table
-
-    from ..tasks.model_task import resolve_eval_task
 
     try:
         task = resolve_eval_task(args.model, requested_task(args), force=args.force)

@@ -65,8 +65,17 @@ from typing import List, Optional
 from ..ros.node_process import NodeProcess, default_domain_id, node_command
 from .eval_baseline import dataset_of, default_baseline_dir, ensure_regression_baseline  # noqa: F401 (API)
 from .eval_probe import SIM_NODE, Evaluator, wait_for
-from .eval_results import (SCHEMA_KEYS, EpisodeRecord, EvalResult, check_schema,  # noqa: F401 (API)
-                           diagnostics_summary, last_reported, latency_from_diagnostics, machine_info, percentiles)
+from .eval_results import (  # noqa: F401 (API)
+    SCHEMA_KEYS,
+    EpisodeRecord,
+    EvalResult,
+    check_schema,
+    diagnostics_summary,
+    last_reported,
+    latency_from_diagnostics,
+    machine_info,
+    percentiles,
+)
 
 NS_PER_S = 1_000_000_000
 OUTPUT_MODES = ("joint_trajectory", "forward_command")

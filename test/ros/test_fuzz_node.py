@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import pytest
@@ -28,9 +28,6 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("cv2")
 pytestmark = pytest.mark.ros
-
-import hostile_inputs as HI  # noqa: E402  (test/ros is on pytest's pythonpath)
-import policy_node_harness as H  # noqa: E402
 
 import rclpy  # noqa: E402
 from lifecycle_msgs.msg import State  # noqa: E402
@@ -44,6 +41,9 @@ from genpolicy_ros.ros import conversions as conv  # noqa: E402
 from genpolicy_ros.ros.message_info import subscribe_with_info  # noqa: E402
 from genpolicy_ros.ros.policy_node import TRAJECTORY_TOPIC, PolicyNode  # noqa: E402
 from genpolicy_ros.runtime.rate_loop import RateLoop  # noqa: E402
+
+import hostile_inputs as HI  # noqa: E402  (test/ros is on pytest's pythonpath)
+import policy_node_harness as H  # noqa: E402
 
 DOMAIN_ID = 81 + os.getpid() % 18  # 81..98: clear of the fixed suites (71..80) and the pid-derived ones
 RATE_HZ, DT = 100.0, 0.01

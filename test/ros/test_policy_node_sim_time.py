@@ -14,14 +14,14 @@ import pytest
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.ros
 
-import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
-
 import rclpy  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rosgraph_msgs.msg import Clock as ClockMsg  # noqa: E402
 
 from genpolicy_ros.ros.policy_node import PolicyNode  # noqa: E402
 from genpolicy_ros.runtime.rate_loop import RateLoop  # noqa: E402
+
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 DOMAIN_ID = 86
 RTF = 0.25

@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.ros
 
-import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
-
 from genpolicy_ros.ros.command_stream import StreamProbeConfig, node_and_probe  # noqa: E402
+
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 DOMAIN_ID = 60 + os.getpid() % 10  # 60..69: clear of test_replay (40..59) and the fixed suites (71..80)
 

@@ -8,11 +8,23 @@ import logging
 import pytest
 import torch
 
-from genpolicy_ros.core.config import (ActionSpec, EncoderConfig, HorizonConfig, NetworkConfig, ObservationSpec,
-                                       PolicyConfig)
+from genpolicy_ros.core.config import (
+    ActionSpec,
+    EncoderConfig,
+    HorizonConfig,
+    NetworkConfig,
+    ObservationSpec,
+    PolicyConfig,
+)
 from genpolicy_ros.core.policy import GenerativePolicy
-from genpolicy_ros.runtime.backends import (BACKENDS, AutoBackend, BackendError, SamplerSettings, create_backend,
-                                            make_noise)
+from genpolicy_ros.runtime.backends import (
+    BACKENDS,
+    AutoBackend,
+    BackendError,
+    SamplerSettings,
+    create_backend,
+    make_noise,
+)
 from genpolicy_ros.runtime.backends.base import graph_unsupported_reason
 from genpolicy_ros.runtime.backends.cache import EngineCache, EngineKey, weights_digest
 

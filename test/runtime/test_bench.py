@@ -19,12 +19,25 @@ import pytest
 import torch
 
 from genpolicy_ros.core.checkpoint import save_model_dir
-from genpolicy_ros.core.config import (ActionSpec, EncoderConfig, HorizonConfig, NetworkConfig, ObservationSpec,
-                                       PolicyConfig)
+from genpolicy_ros.core.config import (
+    ActionSpec,
+    EncoderConfig,
+    HorizonConfig,
+    NetworkConfig,
+    ObservationSpec,
+    PolicyConfig,
+)
 from genpolicy_ros.core.policy import GenerativePolicy
 from genpolicy_ros.runtime.bench.latency import SamplerSpec, speedup_summary, twin_policy
-from genpolicy_ros.runtime.bench.seams import (GRID_MODES, SeamConfig, accelerations, format_seam_grid, measure_seam_grid,
-                                               measure_seams, seam_ratio)
+from genpolicy_ros.runtime.bench.seams import (
+    GRID_MODES,
+    SeamConfig,
+    accelerations,
+    format_seam_grid,
+    measure_seam_grid,
+    measure_seams,
+    seam_ratio,
+)
 
 T_O, T_P, T_A, DT = 2, 16, 8, 0.05
 PERIOD = 0.01

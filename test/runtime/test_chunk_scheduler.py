@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from genpolicy_ros.runtime.chunk import ActionChunk
-from genpolicy_ros.runtime.chunk_scheduler import (ChunkScheduler, SchedulerConfig, rtc_soft_weights)
+from genpolicy_ros.runtime.chunk_scheduler import ChunkScheduler, SchedulerConfig, rtc_soft_weights
 
 DT = 0.1
 

@@ -11,11 +11,17 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from genpolicy_ros.core.config import (ActionSpec, EncoderConfig, HorizonConfig, NetworkConfig, ObservationSpec,
-                                      PolicyConfig)
+from genpolicy_ros.core.config import (
+    ActionSpec,
+    EncoderConfig,
+    HorizonConfig,
+    NetworkConfig,
+    ObservationSpec,
+    PolicyConfig,
+)
 from genpolicy_ros.core.policy import GenerativePolicy
 from genpolicy_ros.runtime.backends import SamplerSettings, create_backend
-from genpolicy_ros.runtime.backends.base import GraphSpec, UnrolledSampler, obs_signature
+from genpolicy_ros.runtime.backends.graph import GraphSpec, UnrolledSampler, obs_signature
 
 HOST_READS = {torch.Tensor.__bool__, torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__float__,
               torch.Tensor.__int__, torch.Tensor.__index__, torch.Tensor.numpy}

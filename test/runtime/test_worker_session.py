@@ -8,8 +8,13 @@ import pytest
 
 from genpolicy_ros.runtime.backends import BACKENDS
 from genpolicy_ros.runtime.backends.cache import default_cache_dir, model_digest
-from genpolicy_ros.runtime.generation_worker import (GenerationRequest, GenerationWorker, ThreadGenerationWorker,
-                                                     WorkerConfig, WorkerError)
+from genpolicy_ros.runtime.generation_worker import (
+    GenerationRequest,
+    GenerationWorker,
+    ThreadGenerationWorker,
+    WorkerConfig,
+    WorkerError,
+)
 from genpolicy_ros.runtime.generation_worker.session import GenerationSession
 from genpolicy_ros.runtime.sampler_settings import SamplerSettings
 

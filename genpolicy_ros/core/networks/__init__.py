@@ -16,7 +16,14 @@ from .embeddings import MLP, SinusoidalTimeEmbedding, sinusoidal_embedding
 from .obs_encoder import ObsEncoderConfig, ObservationEncoder
 from .proprio import ProprioMLP
 from .unet1d import ConditionalUnet1D, UNet1DConfig
-from .vision import KeypointConvEncoder, KeypointEncoder, ResNetEncoder, SpatialSoftmax, VisionEncoderConfig, build_vision_encoder
+from .vision import (
+    KeypointConvEncoder,
+    KeypointEncoder,
+    ResNetEncoder,
+    SpatialSoftmax,
+    VisionEncoderConfig,
+    build_vision_encoder,
+)
 
 # name -> (config dataclass, network class)
 DENOISERS = {

@@ -21,8 +21,20 @@ from typing import Callable, Iterator
 import torch
 
 from ...core.inpainting import check_prefix_values
-from .base import (BackendError, InferenceBackend, SamplerSettings, batch_of, chunk_shape, flatten_obs,
-                   graph_unsupported_reason, make_noise, obs_signature, obs_to_tensors, unflatten_obs, verify_close)
+from .base import (
+    BackendError,
+    InferenceBackend,
+    SamplerSettings,
+    batch_of,
+    chunk_shape,
+    flatten_obs,
+    graph_unsupported_reason,
+    make_noise,
+    obs_signature,
+    obs_to_tensors,
+    unflatten_obs,
+    verify_close,
+)
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,8 @@ def gripper_rotation(heading, pitch: float, roll: float) -> Rotation:
     return Rotation.from_matrix(base) * Rotation.from_rotvec([roll, 0.0, 0.0])
 
 
-def interpolate(waypoints: list[Waypoint], steps: int, base_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def interpolate(waypoints: list[Waypoint], steps: int,
+                base_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per control step 0..steps-1: TCP positions [steps, 3], rotation matrices [steps, 3, 3],
     gripper openings [steps]. Each segment follows a minimum-jerk profile; the heading of
     the gripper is the direction from the arm's base ``base_xy`` [2] to the TCP, so that the
