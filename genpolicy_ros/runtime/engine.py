@@ -424,7 +424,8 @@ class PolicyEngine:
         rtc_rows, rtc_estimate = self._rtc_delay if self._rtc_delay is not None else (None, None)
         out = {
             "ticks": c.ticks, "requests": c.requests, "chunks": c.chunks, "commands": c.commands,
-            "holds": c.holds, "idle_ticks": c.idle_ticks, "worker_errors": c.worker_errors, "nonfinite_chunks": c.nonfinite_chunks,
+            "holds": c.holds, "idle_ticks": c.idle_ticks, "worker_errors": c.worker_errors,
+            "nonfinite_chunks": c.nonfinite_chunks,
             "chunks_discarded_epoch": c.chunks_discarded_epoch,
             "merge_rejected": dict(c.merge_rejected), "snapshot_unavailable": dict(c.snapshot_unavailable),
             "latency_p50_ms": None if lat["p50_s"] is None else 1e3 * lat["p50_s"],
