@@ -22,6 +22,10 @@ window*, i.e. since the previous report, so a level recovers once the fault is g
                                   first chunk (the robot waited for the policy), since start
 ``rtc_delay_rows``                inference delay (frozen rows) of the last RTC request
 ``rtc_delay_latency_ms``          the latency estimate that delay came from
+``seams_total``                   merges onto an existing plan (seams), since start
+``seam_jump_mean`` / ``_max``     max over joints of |new − old plan| at those switches (after
+                                  blending; action units), mean / max since start
+``seam_row_step_mean``            the old plan's own step into the switch row (same units; scale)
 ``paused``                        True while the pause service's latch is set
 ``drops``                         actions dropped because already in the past
 ``non_finite``                    non-finite policy outputs caught

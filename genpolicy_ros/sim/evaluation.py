@@ -70,11 +70,14 @@ from .eval_results import (  # noqa: F401 (API)
     EpisodeRecord,
     EvalResult,
     check_schema,
+    delay_summary,
     diagnostics_summary,
     last_reported,
     latency_from_diagnostics,
     machine_info,
     percentiles,
+    plan_seams,
+    seam_smoothness,
 )
 
 NS_PER_S = 1_000_000_000
@@ -275,6 +278,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
             jitter = list(evaluator.jitter_ms)
             ages = list(evaluator.chunk_age_ms)
             totals = {"received": evaluator.commands, "nonfinite": evaluator.nonfinite}
+            traces = list(evaluator.traces)
         sim_stats = {k: int(v) for k, v in sim.stats.items()}
     finally:
         if progress is not None:
@@ -313,7 +317,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                   "jitter_clock": evaluator.jitter_clock, "obstacle": task.name == "reach_obstacle",
                   "collisions": sum(r.collided for r in records)},
         commands=totals, sim_stats=sim_stats, policy_diagnostics=diagnostics_summary(diagnostics),
-        wall_s=round(time.monotonic() - t_start, 2))
+        wall_s=round(time.monotonic() - t_start, 2),
+        seams={**seam_smoothness(traces, 1.0 / cfg.control_rate_hz), **plan_seams(diagnostics)},
+        delay=delay_summary(diagnostics, ages, model_cfg.horizon.dt, cfg.control_rate_hz))
 
 
 def _one_episode(index: int, sim, ev: Evaluator, budget_s: float, policy: NodeProcess) -> EpisodeRecord:
