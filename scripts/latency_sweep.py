@@ -72,6 +72,7 @@ def main(argv=None) -> int:
                 continue
         if path.is_file():
             summary = cell_summary(cell, json.loads(path.read_text()))
+            summary["eval_command"] = shlex.join(eval_command(cell, summary["episodes"], path.name, seed=args.seed))
             summaries.append(summary)
             print(f"  {cell.name}: success {summary['successes']}/{summary['episodes']}, "
                   f"seam jump ratio {summary['seam_jump_ratio']}, idle ticks {summary['idle_ticks']}, "
@@ -80,13 +81,13 @@ def main(argv=None) -> int:
         print("no cell results", file=sys.stderr)
         return 1
     command = "python scripts/latency_sweep.py " + shlex.join(sys.argv[1:] if argv is None else list(argv))
-    doc = sweep_document(summaries, command, args.episodes, args.seed)
+    doc = sweep_document(summaries, [command], args.seed)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     table = format_table(summaries)
     (out / "table.md").write_text(table + "\n")
     plot_success(summaries, str(out / "success_vs_latency.png"),
-                 title=f"closed loop over ROS, {args.episodes} episodes per point, 95 % Wilson intervals")
+                 title="closed loop over ROS; 95 % Wilson intervals; T_a raised with latency (same for all modes)")
     print(table)
     print(f"wrote {out / 'sweep.json'}, {out / 'table.md'}, {out / 'success_vs_latency.png'}")
     return 0

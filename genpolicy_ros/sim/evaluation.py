@@ -149,6 +149,10 @@ class EvalConfig:
         get_task(self.task_name)  # a registered task
         if not (0.01 <= self.rate_factor <= 100.0):
             raise ValueError(f"rate_factor must be in [0.01, 100], got {self.rate_factor}")
+        if self.emulate_latency_ms and self.rate_factor != 1.0:
+            # The node (and its emulated latency) runs on wall time; the robot on physics time.
+            raise ValueError(f"emulate_latency_ms needs rate_factor 1 (got {self.rate_factor}): the emulated latency "
+                             f"is wall time, so the robot would experience {self.rate_factor:g}× the nominal one")
         if not (isinstance(self.policy_seed, int) and 0 <= self.policy_seed < 2**31):
             raise ValueError(f"policy_seed must be an int in [0, 2^31), got {self.policy_seed!r}")
         if self.domain_id is not None and not (isinstance(self.domain_id, int) and 0 <= self.domain_id <= 232):

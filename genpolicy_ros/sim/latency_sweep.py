@@ -41,7 +41,8 @@ MODES: Dict[str, tuple] = {
     "rtc-guided": ("--chunk-blending", "rtc", "--rtc-mode", "guided"),
 }
 DEFAULT_LATENCIES_MS = (0.0, 50.0, 150.0, 300.0)
-#: A cell's simulator kept real time when physics advanced at least this fraction of wall time.
+#: A cell's simulator kept real time when physics advanced at least this fraction of wall time
+#: in every episode (late ticks, single periods it fell behind, are reported besides).
 REAL_TIME_MIN = 0.98
 
 
@@ -159,17 +160,18 @@ def cell_summary(cell: Cell, doc: dict) -> dict:
         "measured_delay_periods": delay.get("measured_periods"),
         "used_delay_rows": delay.get("used_rows"), "used_estimate_ms": delay.get("used_estimate_ms"),
         "sim_real_time_factor_min": rtf, "sim_late_ticks": late,
-        "real_time": bool(rtf is not None and rtf >= REAL_TIME_MIN and late == 0),
+        "real_time": bool(rtf is not None and rtf >= REAL_TIME_MIN),
         "blending_reported": settings.get("chunk_blending"), "rtc_mode": settings.get("rtc_prefix_mode"),
         "emulate_latency_ms_reported": settings.get("emulate_latency_ms"),
         "wall_s": doc.get("wall_s"), "loadavg_1min_end": (doc.get("machine") or {}).get("loadavg_1min_end"),
     }
 
 
-def sweep_document(summaries: Sequence[dict], command: str, episodes: int, seed: int) -> dict:
+def sweep_document(summaries: Sequence[dict], commands: Sequence[str], seed: int) -> dict:
     """The sweep JSON: how it was run and one summary per cell."""
     return {"what": "closed-loop success vs emulated generation latency per chunk-blending mode",
-            "command": command, "episodes_per_cell": episodes, "seed": seed,
+            "commands": list(commands), "episodes_per_cell": sorted({s["episodes"] for s in summaries}),
+            "seed": seed,
             "modes": {k: " ".join(v) for k, v in MODES.items()},
             "time_base": ("simulator in real time (rate_factor 1) on the steady clock; policy node on wall "
                           "time; real_time=False marks a cell whose simulator fell behind"),
@@ -183,8 +185,7 @@ def _fmt(v, pattern="{:.2f}") -> str:
 def format_table(summaries: Sequence[dict]) -> str:
     """Markdown table, one row per cell."""
     head = ("| model | latency ms (periods) | T_a | mode | success (95 % CI) | seam jump ratio (max jump rad) "
-            "| cmd accel seam ratio p50 / max | idle ticks | delay measured p50 / p95 rows "
-            "| delay used p50 / max rows | sim RT |")
+            "| idle ticks | delay measured p50 / p95 rows | delay used p50 / max rows | sim RT |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in summaries:
         ci = s.get("success_ci95") or [None, None]
@@ -196,7 +197,7 @@ def format_table(summaries: Sequence[dict]) -> str:
             f"| {s['mode']} | "
             f"{s['successes']}/{s['episodes']} ({_fmt(ci[0])}–{_fmt(ci[1])}) | "
             f"{_fmt(s.get('seam_jump_ratio'))} ({_fmt(s.get('seam_jump_max'), '{:.3f}')}) | "
-            f"{_fmt(s.get('seam_ratio_p50'))} / {_fmt(s.get('seam_ratio_max'))} | {_fmt(s.get('idle_ticks'), '{}')} | "
+            f"{_fmt(s.get('idle_ticks'), '{}')} | "
             f"{_fmt(measured.get('p50'), '{:.1f}')} / {_fmt(measured.get('p95'), '{:.1f}')} | "
             f"{_fmt(used.get('p50'), '{:g}')} / {_fmt(used.get('max'), '{:g}')} | {rt} |")
     return "\n".join(lines)

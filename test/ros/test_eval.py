@@ -84,5 +84,9 @@ def test_config_validation(tmp_path):
                 dict(chunk_blending="avg"), dict(domain_id=300)):
         with pytest.raises(ValueError):
             E.EvalConfig(model_dir=model, **bad)
+    # Latency emulation sleeps in wall time: only honest when the robot runs in real time.
+    with pytest.raises(ValueError, match="rate_factor 1"):
+        E.EvalConfig(model_dir=model, emulate_latency_ms=150.0, rate_factor=2.0)
+    assert E.EvalConfig(model_dir=model, emulate_latency_ms=150.0).rate_factor == 1.0
     cmd = E.policy_node_command(E.EvalConfig(model_dir=model, num_steps=4, sampler="flow"))
     assert cmd[cmd.index("--ros-args") - 1] == "node" and "num_steps:=4" in cmd and "sampler:=flow" in cmd
