@@ -137,7 +137,8 @@ def cell_summary(cell: Cell, doc: dict) -> dict:
     wins = sum(bool(e.get("success")) for e in episodes)
     episode_s = float(settings.get("episode_s") or 0.0)
     walls = [float(e["wall_duration_s"]) for e in episodes if e.get("wall_duration_s")]
-    rtf = round(min(episode_s / w for w in walls), 4) if walls and episode_s > 0 else None
+    factors = [episode_s / w for w in walls] if episode_s > 0 else []  # physics s per wall s, per episode
+    rtf = round(min(factors), 4) if factors else None
     late = int((doc.get("sim_stats") or {}).get("late_ticks", 0))
     delay = doc.get("delay") or {}
     seams = doc.get("seams") or {}
@@ -160,6 +161,8 @@ def cell_summary(cell: Cell, doc: dict) -> dict:
         "measured_delay_periods": delay.get("measured_periods"),
         "used_delay_rows": delay.get("used_rows"), "used_estimate_ms": delay.get("used_estimate_ms"),
         "sim_real_time_factor_min": rtf, "sim_late_ticks": late,
+        "sim_real_time_factor_mean": round(sum(factors) / len(factors), 4) if factors else None,
+        "episodes_sim_lagged": sum(f < REAL_TIME_MIN for f in factors),
         "real_time": bool(rtf is not None and rtf >= REAL_TIME_MIN),
         "blending_reported": settings.get("chunk_blending"), "rtc_mode": settings.get("rtc_prefix_mode"),
         "emulate_latency_ms_reported": settings.get("emulate_latency_ms"),
@@ -185,13 +188,15 @@ def _fmt(v, pattern="{:.2f}") -> str:
 def format_table(summaries: Sequence[dict]) -> str:
     """Markdown table, one row per cell."""
     head = ("| model | latency ms (periods) | T_a | mode | success (95 % CI) | seam jump ratio (max jump rad) "
-            "| idle ticks | delay measured p50 / p95 rows | delay used p50 / max rows | sim RT |")
+            "| idle ticks | delay measured p50 / p95 rows | delay used p50 / max rows | sim RT factor min |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in summaries:
         ci = s.get("success_ci95") or [None, None]
         measured = s.get("measured_delay_rows") or {}
         used = s.get("used_delay_rows") or {}
-        rt = _fmt(s.get("sim_real_time_factor_min"), "{:.3f}") + ("" if s.get("real_time") else " ⚠")
+        rt = _fmt(s.get("sim_real_time_factor_min"), "{:.2f}")
+        if not s.get("real_time"):
+            rt += f" ⚠ {s.get('episodes_sim_lagged')} ep"
         lines.append(
             f"| {s['model']} | {s['latency_ms']:g} ({s['latency_periods']:g}) | {s.get('action_horizon') or '–'} "
             f"| {s['mode']} | "

@@ -148,6 +148,7 @@ def test_cell_summary_and_real_time_check():
     assert s["real_time"] and s["sim_real_time_factor_min"] == pytest.approx(3.0 / 3.01, abs=1e-4)
     lagged = cell_summary(cell, eval_doc(15, 20, [3.0, 3.6], late=40))
     assert not lagged["real_time"] and lagged["sim_late_ticks"] == 40  # the robot's clock ran slow
+    assert lagged["episodes_sim_lagged"] == 10 and lagged["sim_real_time_factor_min"] == pytest.approx(3.0 / 3.6, abs=1e-4)
     empty = cell_summary(cell, {"settings": {}, "per_episode": []})
     assert empty["success_rate"] is None and not empty["real_time"]
 
