@@ -38,7 +38,7 @@ def test_action_horizon_covers_two_latencies_or_is_capped(latency, dt, t_a, extr
     if got < t_p:  # not capped: the executable rows outlast two back-to-back generations
         assert got * dt * 1e3 >= 2.0 * latency + 3 * dt * 1e3 - 1e-6
         # ... and it is the smallest such horizon (or the model's own)
-        assert got == t_a or (got - 1) * dt * 1e3 < 2.0 * latency + 3 * dt * 1e3 - 1e-6
+        assert got == t_a or (got - 1) * dt * 1e3 < 2.0 * latency + 3 * dt * 1e3 + 1e-6
 
 
 def test_action_horizon_rejects_nonsense():
