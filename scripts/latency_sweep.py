@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     table = format_table(summaries)
     (out / "table.md").write_text(table + "\n")
     plot_success(summaries, str(out / "success_vs_latency.png"),
-                 title="closed loop over ROS; 95 % Wilson intervals; T_a raised with latency (same for all modes)")
+                 title="closed loop over ROS; 95 % Wilson intervals; hollow: sim behind real time\n"
+                       "T_a raised with latency (same for every mode)")
     print(table)
     print(f"wrote {out / 'sweep.json'}, {out / 'table.md'}, {out / 'success_vs_latency.png'}")
     return 0

@@ -209,36 +209,46 @@ def format_table(summaries: Sequence[dict]) -> str:
 
 
 def plot_success(summaries: Sequence[dict], path: str, title: Optional[str] = None) -> str:
-    """Success rate (with 95 % Wilson intervals) vs emulated latency, one line per mode and
-    one panel per model; written to ``path`` (PNG)."""
+    """Per model (columns): success rate with 95 % Wilson intervals (top) and the seam jump
+    ratio (bottom, log scale) vs emulated latency, one line per mode; a hollow marker is a
+    cell whose simulator fell behind real time in some episode. Written to ``path`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     models = list(dict.fromkeys(s["model"] for s in summaries))
-    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.2 * max(1, len(models)), 3.8), squeeze=False)
-    offsets = {m: (i - (len(MODES) - 1) / 2) * 3.0 for i, m in enumerate(MODES)}  # ms, so bars don't overlap
-    for ax, model in zip(axes[0], models):
-        for mode in MODES:
+    cols = max(1, len(models))
+    fig, axes = plt.subplots(2, cols, figsize=(5.0 * cols, 6.4), squeeze=False, sharex="col",
+                             gridspec_kw={"height_ratios": [3, 2]})
+    offsets = {m: (i - (len(MODES) - 1) / 2) * 4.0 for i, m in enumerate(MODES)}  # ms, so bars don't overlap
+    for col, model in enumerate(models):
+        top, bottom = axes[0][col], axes[1][col]
+        for k, mode in enumerate(MODES):
             rows = sorted((s for s in summaries if s["model"] == model and s["mode"] == mode
                            and s.get("success_rate") is not None), key=lambda s: s["latency_ms"])
             if not rows:
                 continue
+            color = f"C{k}"
             x = [s["latency_ms"] + offsets[mode] for s in rows]
             y = [s["success_rate"] for s in rows]
             err = [[s["success_rate"] - s["success_ci95"][0] for s in rows],
                    [s["success_ci95"][1] - s["success_rate"] for s in rows]]
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=mode)
+            top.errorbar(x, y, yerr=err, color=color, marker=None, capsize=3, label=mode, alpha=0.9)
             for s, xi, yi in zip(rows, x, y):
-                if not s.get("real_time", True):
-                    ax.annotate("sim lagged", (xi, yi), fontsize=6)
-        ax.set_title(model)
-        ax.set_xlabel("emulated generation latency (ms)")
-        ax.set_ylabel("success rate")
-        ax.set_ylim(-0.05, 1.05)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
+                top.plot([xi], [yi], "o", color=color, markerfacecolor=color if s.get("real_time") else "white")
+            seams = [(xi, s["seam_jump_ratio"]) for s, xi in zip(rows, x) if s.get("seam_jump_ratio")]
+            if seams:
+                bottom.plot(*zip(*seams), "o-", color=color, label=mode)
+        top.set_title(model)
+        top.set_ylabel("success rate")
+        top.set_ylim(-0.05, 1.05)
+        top.grid(alpha=0.3)
+        top.legend(fontsize=8, loc="lower left")
+        bottom.set_yscale("log")
+        bottom.set_ylabel("seam jump / row step")
+        bottom.set_xlabel("emulated generation latency (ms)")
+        bottom.grid(alpha=0.3, which="both")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -148,7 +148,8 @@ def test_cell_summary_and_real_time_check():
     assert s["real_time"] and s["sim_real_time_factor_min"] == pytest.approx(3.0 / 3.01, abs=1e-4)
     lagged = cell_summary(cell, eval_doc(15, 20, [3.0, 3.6], late=40))
     assert not lagged["real_time"] and lagged["sim_late_ticks"] == 40  # the robot's clock ran slow
-    assert lagged["episodes_sim_lagged"] == 10 and lagged["sim_real_time_factor_min"] == pytest.approx(3.0 / 3.6, abs=1e-4)
+    assert lagged["episodes_sim_lagged"] == 10
+    assert lagged["sim_real_time_factor_min"] == pytest.approx(3.0 / 3.6, abs=1e-4)
     empty = cell_summary(cell, {"settings": {}, "per_episode": []})
     assert empty["success_rate"] is None and not empty["real_time"]
 
@@ -172,5 +173,5 @@ def test_plot_writes_one_panel_per_model(tmp_path):
             for m in (REACH, "models/obstacle_flow") for lat, k in ((0.0, 9), (150.0, 5)) for mode in MODES]
     path = plot_success(rows, str(tmp_path / "plot.png"), title="t")
     img = mpimg.imread(path)  # [H, W, 4]
-    assert img.shape[1] > 1.8 * img.shape[0]  # two panels side by side
+    assert img.shape[1] > 1.3 * img.shape[0]  # two columns of panels side by side
     assert not math.isclose(float(img[..., :3].std()), 0.0)  # something was drawn
