@@ -18,6 +18,14 @@ window*, i.e. since the previous report, so a level recovers once the fault is g
 ``latency_budget_ms``             latency the schedule tolerates (e.g. T_a · dt)
 ``holds``                         control steps spent holding (not counting pause)
 ``hold_reason``                   why the executor holds now ('' = not holding)
+``idle_ticks_total``              ticks held because the plan ran dry after an activation's
+                                  first chunk (the robot waited for the policy), since start
+``rtc_delay_rows``                inference delay (frozen rows) of the last RTC request
+``rtc_delay_latency_ms``          the latency estimate that delay came from
+``seams_total``                   merges onto an existing plan (seams), since start
+``seam_jump_mean`` / ``_max``     max over joints of |new − old plan| at those switches (after
+                                  blending; action units), mean / max since start
+``seam_row_step_mean``            the old plan's own step into the switch row (same units; scale)
 ``paused``                        True while the pause service's latch is set
 ``drops``                         actions dropped because already in the past
 ``non_finite``                    non-finite policy outputs caught

@@ -76,6 +76,13 @@ class StatusReporter:
             # A chunk must arrive before the executed part of the previous one runs out.
             "latency_budget_ms": 1e3 * es["scheduler"]["action_horizon"] * config.horizon.dt,
             "holds": delta["holds"] if active else 0, "hold_reason": hold_reason,
+            "idle_ticks_total": es["idle_ticks"],  # plan ran dry (the robot waited), since start
+            # The inference delay (rows) the last RTC request froze and the latency estimate behind it.
+            "rtc_delay_rows": es["rtc_delay_rows"], "rtc_delay_latency_ms": es["rtc_delay_latency_ms"],
+            # Seam size since start: |new − old plan| at the switch (action units), and the plan's row step.
+            "seams_total": es["scheduler"]["seams"], "seam_jump_mean": es["scheduler"]["seam_jump_mean"],
+            "seam_jump_max": es["scheduler"]["seam_jump_max"],
+            "seam_row_step_mean": es["scheduler"]["seam_row_step_mean"],
             "paused": es["paused"], "drops": delta["drops"], "non_finite": delta["non_finite"],
             "tracking_fault": bool(safety.get("tracking_fault")),
             "tracking_error_max": safety.get("tracking_error_max"),

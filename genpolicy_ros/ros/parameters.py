@@ -187,7 +187,8 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               "vector-Jacobian product, with soft weights over the overlap).",
               runtime=True, choices=("hard", "guided")),
     ParamSpec("inference_delay_steps", INTEGER, -1,
-              "Expected inference delay in control steps; -1 = measured (p95 of latency).",
+              "RTC inference delay in chunk rows (rows frozen from the plan); -1 = measured (observation age + "
+              "the p95 generation latency, or the newest latency when larger).",
               runtime=True, minimum=-1, maximum=1000),
     ParamSpec("output_mode", STRING, "joint_trajectory",
               "joint_trajectory (JointTrajectory to joint_trajectory_controller) or "

@@ -108,6 +108,12 @@ class _Counters:
     starved: int = 0
     rows_skipped: int = 0
     config_changes: int = 0
+    # Seam size: at each merge onto an existing plan, max over joints of |new − old| at the
+    # switch time (after blending), and, for scale, the old plan's own step into that row.
+    seams: int = 0
+    seam_jump_sum: float = 0.0
+    seam_jump_max: float = 0.0
+    seam_row_step_sum: float = 0.0
 
 
 class ChunkScheduler:
@@ -192,6 +198,7 @@ class ChunkScheduler:
             if cfg.blending == "ensemble":
                 self._ensemble_into(values, counts, chunk, first, cfg.ensemble_decay)
             switch_time = chunk.due_time(first)
+            self._count_seam(values[first], switch_time)
             # The new segment supersedes every segment that would only start after it.
             self._segments = [s for s in self._segments if s.valid_from < switch_time - TIME_EPS]
             self._segments.append(_Segment(seq=chunk.seq, t0=chunk.t0, dt=chunk.dt, values=values,
@@ -202,6 +209,21 @@ class ChunkScheduler:
             self._c.merged += 1
             self._c.rows_dropped += first
             return MergeResult(True, "merged", switch_time=switch_time, first_row=first, dropped_rows=first)
+
+    def _count_seam(self, new_row: np.ndarray, switch_time: float) -> None:
+        """Seam counters (see ``_Counters``); nothing when no executable row of the plan holds the
+        switch time (the plan ran dry: the robot held, counted as starvation instead)."""
+        hit = self._locate(switch_time, executable=True)
+        if hit is None:
+            return
+        seg, row = hit
+        jump = float(np.max(np.abs(new_row - seg.values[row])))
+        c = self._c
+        c.seams += 1
+        c.seam_jump_sum += jump
+        c.seam_jump_max = max(c.seam_jump_max, jump)
+        if row >= 1:
+            c.seam_row_step_sum += float(np.max(np.abs(seg.values[row] - seg.values[row - 1])))
 
     def _reject(self, reason: str, dropped: int = 0) -> MergeResult:
         self._c.rejected[reason] += 1
@@ -407,10 +429,15 @@ class ChunkScheduler:
 
     # ------------------------------------------------------------- diagnostics
     def stats(self) -> Dict[str, object]:
-        """Counters: merged, rejected per reason, rows_dropped/skipped, pops, starved."""
+        """Counters: merged, rejected per reason, rows_dropped/skipped, pops, starved, seam sizes
+        (``seams``, ``seam_jump_mean`` / ``seam_jump_max`` and ``seam_row_step_mean`` in action
+        units, since construction)."""
         with self._lock:
             c = self._c
             return {"merged": c.merged, "rejected": dict(c.rejected), "rows_dropped": c.rows_dropped,
                     "pops": c.pops, "starved": c.starved, "rows_skipped": c.rows_skipped,
                     "config_changes": c.config_changes, "segments": len(self._segments),
-                    "blending": self._config.blending, "action_horizon": self._config.action_horizon}
+                    "blending": self._config.blending, "action_horizon": self._config.action_horizon,
+                    "seams": c.seams, "seam_jump_mean": c.seam_jump_sum / c.seams if c.seams else None,
+                    "seam_jump_max": c.seam_jump_max if c.seams else None,
+                    "seam_row_step_mean": c.seam_row_step_sum / c.seams if c.seams else None}

@@ -83,6 +83,7 @@ class EngineCounters:
     snapshot_unavailable: Dict[str, int] = field(default_factory=dict)
     holds: int = 0
     commands: int = 0
+    idle_ticks: int = 0  # held because the plan ran dry after this activation's first chunk
 
 
 class PolicyEngine:
@@ -128,6 +129,8 @@ class PolicyEngine:
         self._last_error: Optional[WorkerError] = None
         self._stale_reason = ""
         self._deferred_request: Optional[tuple] = None  # (now, settings) from tick(defer_request=True)
+        self._plan_started = False  # the plan served an action since the last reset (idle_ticks counts after)
+        self._rtc_delay: Optional[tuple] = None  # (rows, latency estimate s) of the last RTC request
         self.last_result: Optional[TickResult] = None  # of the latest tick (diagnostics)
         joint_part = model.joint_state_names
         self._action_index = [joint_part.index(j) if j in joint_part else None for j in model.joint_names]
@@ -247,6 +250,7 @@ class PolicyEngine:
         self.safety.restart()
         self._epoch_seen = self.buffer.epoch
         self._in_flight = None
+        self._plan_started = False
 
     # ------------------------------------------------------------------ the tick
     def tick(self, now: Optional[float] = None, *, defer_request: bool = False) -> TickResult:
@@ -265,6 +269,7 @@ class PolicyEngine:
             self._epoch_seen = self.buffer.epoch
             self.scheduler.reset()
             self.safety.restart()
+            self._plan_started = False
         merged = self._collect(now)
         self._apply_pending_settings()
         settings = self._settings
@@ -276,6 +281,7 @@ class PolicyEngine:
             else:
                 self._maybe_request(now, settings)
         target = self.scheduler.pop(now) if settings.enabled else None
+        self._plan_started = self._plan_started or target is not None
         with self._lock:
             measured, measured_stamp = self._measured, self._measured_stamp
         result: SafetyResult = self.safety.filter(target, measured, now, measured_stamp=measured_stamp,
@@ -285,6 +291,8 @@ class PolicyEngine:
             self.counters.commands += 1
         if result.status.is_hold:
             self.counters.holds += 1
+            if result.status is SafetyStatus.HOLD_STARVED and self._plan_started:
+                self.counters.idle_ticks += 1
         self.last_result = TickResult(now=now, command=result.command, status=result.status, reasons=reasons,
                                       velocity=result.velocity, merged_chunk=merged)
         return self.last_result
@@ -354,11 +362,15 @@ class PolicyEngine:
 
     def _delay_steps(self, now: float, t0: float, settings: EngineSettings) -> int:
         if settings.inference_delay_steps >= 0:
+            self._rtc_delay = (int(settings.inference_delay_steps), self.latency.estimate_s())
             return int(settings.inference_delay_steps)
         # Rows due at or before the expected arrival (t0 + age + latency) run from the
         # current plan: i·dt <= expected  <=>  i <= floor(expected / dt).
-        expected = max(0.0, now - t0) + self.latency.estimate_s()
-        return int(min(self.model.T_p, math.floor(expected / self.model.dt + 1e-9) + 1))
+        estimate = self.latency.estimate_s()
+        expected = max(0.0, now - t0) + estimate
+        rows = int(min(self.model.T_p, math.floor(expected / self.model.dt + 1e-9) + 1))
+        self._rtc_delay = (rows, estimate)
+        return rows
 
     def _maybe_request(self, now: float, settings: EngineSettings) -> None:
         if self._in_flight is not None or not self.worker.ready or self.worker.busy:
@@ -410,17 +422,27 @@ class PolicyEngine:
 
     # ------------------------------------------------------------------ reporting
     def stats(self) -> dict:
-        """Flat numbers for /diagnostics and benchmarks."""
+        """Flat numbers for /diagnostics and benchmarks.
+
+        ``idle_ticks``: ticks held because the plan ran dry after the first chunk of this
+        activation (the robot waited for the policy; the wait for the very first chunk is not
+        counted). ``rtc_delay_rows`` / ``rtc_delay_latency_ms``: the inference delay (frozen
+        rows) the last RTC request used and the latency estimate it came from (None before
+        any RTC request; with a fixed ``inference_delay_steps`` the rows are that setting)."""
         c = self.counters
         lat = self.latency.stats()
+        rtc_rows, rtc_estimate = self._rtc_delay if self._rtc_delay is not None else (None, None)
         out = {
             "ticks": c.ticks, "requests": c.requests, "chunks": c.chunks, "commands": c.commands,
-            "holds": c.holds, "worker_errors": c.worker_errors, "nonfinite_chunks": c.nonfinite_chunks,
+            "holds": c.holds, "idle_ticks": c.idle_ticks, "worker_errors": c.worker_errors,
+            "nonfinite_chunks": c.nonfinite_chunks,
             "chunks_discarded_epoch": c.chunks_discarded_epoch,
             "merge_rejected": dict(c.merge_rejected), "snapshot_unavailable": dict(c.snapshot_unavailable),
             "latency_p50_ms": None if lat["p50_s"] is None else 1e3 * lat["p50_s"],
             "latency_p95_ms": None if lat["p95_s"] is None else 1e3 * lat["p95_s"],
             "latency_max_ms": None if lat["max_s"] is None else 1e3 * lat["max_s"],
+            "rtc_delay_rows": rtc_rows,
+            "rtc_delay_latency_ms": None if rtc_estimate is None else 1e3 * rtc_estimate,
             "stale_reason": self._stale_reason,
             "paused": self.safety.paused,
             "last_error": None if self._last_error is None else self._last_error.message,

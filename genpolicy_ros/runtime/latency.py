@@ -1,10 +1,15 @@
 """`LatencyTracker`: recent generation latencies → percentiles → inference delay in steps.
 
-The delay in control steps the generator must plan for is ``d = ceil(p95 / dt)``
+The delay in control steps the generator must plan for is ``d = ceil(estimate / dt)``
 (lerobot's async inference uses the same rule with p95 or max; Real-Time Chunking,
-Black et al. 2025 arXiv 2506.07339, calls it the inference delay d). The first
-``warmup`` samples are excluded: first calls pay for allocation, JIT and cache misses
-and would inflate the estimate for the whole window.
+Black et al. 2025 arXiv 2506.07339, calls it the inference delay d). The estimate is the
+window's p95, or the newest sample when that is larger: a latency that grows (a heavier
+sampler set at run time) is planned for from the next request on, not only once 5 % of the
+window is slow — with a full window of fast chunks that took six late chunks, each a seam
+jump and a plan that ran dry (test/runtime/test_engine_latency_change.py). A latency that
+falls is followed as the window turns over (conservative: more rows frozen, earlier
+requests, never a late chunk). The first ``warmup`` samples are excluded: first calls pay
+for allocation, JIT and cache misses and would inflate the estimate for the whole window.
 
 ``inference_delay_steps`` (node parameter): ``-1`` = measured (the rule above), ``>= 0``
 = fixed override.
@@ -41,6 +46,7 @@ class LatencyTracker:
             raise ValueError(f"LatencyTracker.initial_estimate_s must be finite and >= 0, got {initial_estimate_s!r}")
         self._lock = threading.Lock()
         self._samples: deque = deque(maxlen=window)
+        self._newest: Optional[float] = None  # the last kept sample
         self._warmup_left = warmup
         self._initial = float(initial_estimate_s)
         self._rejected = 0
@@ -61,6 +67,7 @@ class LatencyTracker:
                 self._warmup_left -= 1
                 return True
             self._samples.append(value)
+            self._newest = value
             return True
 
     def _percentile(self, q: float) -> Optional[float]:
@@ -89,12 +96,15 @@ class LatencyTracker:
         return self._percentile(100.0)
 
     def estimate_s(self) -> float:
-        """p95 of the window, or ``initial_estimate_s`` before any kept sample."""
+        """p95 of the window or the newest sample, whichever is larger (see the module
+        docstring); ``initial_estimate_s`` before any kept sample."""
         p95 = self.p95
-        return self._initial if p95 is None else p95
+        with self._lock:
+            newest = self._newest
+        return self._initial if p95 is None else max(p95, newest)
 
     def delay_steps(self, dt: float, override: int = -1) -> int:
-        """Inference delay in control steps: ``override`` when ≥ 0, else ``ceil(p95 / dt)``."""
+        """Inference delay in control steps: ``override`` when ≥ 0, else ``ceil(estimate_s() / dt)``."""
         if isinstance(override, bool) or not isinstance(override, (int, np.integer)) or override < -1:
             raise ValueError(f"inference_delay_steps must be an int >= -1, got {override!r}")
         if override >= 0:

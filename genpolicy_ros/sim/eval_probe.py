@@ -3,7 +3,8 @@
 It records the sim's ``~/episode`` outcomes, the joint states (for the episode paths), the
 commands as a controller receives them (jitter, on the middleware's receive stamps where
 rclpy passes ``MessageInfo``), the policy node's ``/diagnostics`` and ``~/action_chunk``
-(chunk age), and calls the policy node's lifecycle ``change_state`` and the sim's
+(chunk age; the command index at which each merged chunk arrived: the seams of the executed
+command trace, for the seam smoothness metric), and calls the policy node's lifecycle ``change_state`` and the sim's
 ``~/reset``. Its subscriptions are filled by the executor thread; read them under ``lock``.
 """
 from __future__ import annotations
@@ -50,6 +51,10 @@ class Evaluator:
         self.path_xy = path_xy
         self.states: List[tuple] = []  # (stamp ns, joint positions [len(joint_names)])
         self.command_times: List[float] = []  # monotonic arrival, current episode
+        self.command_trace: List[np.ndarray] = []  # first point of each command, current episode: [D] each
+        self.seam_indices: List[int] = []  # index into command_trace where a merged chunk arrived (episode)
+        self._chunks_in_episode = 0
+        self.traces: List[tuple] = []  # per finished episode: (trace [N, D], seam indices)
         self.jitter_ms: List[float] = []
         self.commands = 0
         self.nonfinite = 0
@@ -65,7 +70,7 @@ class Evaluator:
             self._subscribe_commands(JointTrajectory, topics.TRAJECTORY, self._trajectory_values, qos)
         else:
             self._subscribe_commands(Float64MultiArray, topics.FORWARD,
-                                     lambda msg: np.asarray(msg.data, dtype=np.float64), qos)
+                                     lambda msg: np.asarray(msg.data, dtype=np.float64)[None, :], qos)
         self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, qos)
         self.node.create_subscription(JointTrajectory, topics.private(POLICY_NODE, topics.ACTION_CHUNK),
                                       self._on_chunk, qos)
@@ -103,10 +108,14 @@ class Evaluator:
         self.jitter_clock = "middleware receive stamp" if with_info else "arrival in the evaluator's callback"
 
     def _on_command(self, values: np.ndarray, received_s: Optional[float] = None) -> None:
+        """``values``: ``[n_points, D]`` positions of one command (a forward command: one point)."""
         t = time.monotonic() if received_s is None else received_s
         with self.lock:
             if not self.recording:
                 return
+            trace = self.command_trace
+            if values.size and np.all(np.isfinite(values[0])) and (not trace or trace[-1].shape == values[0].shape):
+                trace.append(values[0])  # [D]
             self.commands += 1
             self.episode_commands += 1
             if not np.all(np.isfinite(values)):
@@ -118,7 +127,11 @@ class Evaluator:
 
     @staticmethod
     def _trajectory_values(msg) -> np.ndarray:
-        return np.array([p for pt in msg.points for p in pt.positions], dtype=np.float64)
+        points = [list(pt.positions) for pt in msg.points]
+        width = len(points[0]) if points else 0
+        if any(len(p) != width for p in points):  # malformed: counted, kept out of the trace
+            return np.full((1, 1), np.nan)
+        return np.array(points, dtype=np.float64).reshape(len(points), width)  # [n_points, D]
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
@@ -130,9 +143,16 @@ class Evaluator:
     def _on_chunk(self, msg) -> None:
         now_ns = self.node.get_clock().now().nanoseconds
         stamp = int(msg.header.stamp.sec) * NS_PER_S + int(msg.header.stamp.nanosec)
-        if stamp > 0:
-            with self.lock:
+        with self.lock:
+            if stamp > 0:
                 self.chunk_age_ms.append((now_ns - stamp) / 1e6)
+            if self.recording:
+                # The node publishes a merged chunk right after the command of the tick that merged
+                # it: the next command is (within a tick) the first the new chunk contributes. The
+                # episode's first chunk is no seam.
+                if self._chunks_in_episode:
+                    self.seam_indices.append(len(self.command_trace))
+                self._chunks_in_episode += 1
 
     # ---------------------------------------------------------------- services
     def _call(self, client, request, timeout_s: float):
@@ -166,6 +186,9 @@ class Evaluator:
     def begin_episode(self) -> None:
         with self.lock:
             self.command_times = []
+            self.command_trace = []
+            self.seam_indices = []
+            self._chunks_in_episode = 0
             self.episode_commands = 0
             self.episode_nonfinite = 0
             self.recording = True
@@ -173,6 +196,9 @@ class Evaluator:
     def end_episode(self) -> tuple:
         with self.lock:
             self.recording = False
+            trace = np.array(self.command_trace, dtype=np.float64)  # [N, D]
+            if trace.ndim == 2 and trace.shape[0]:
+                self.traces.append((trace, list(self.seam_indices)))
             return self.episode_commands, self.episode_nonfinite
 
     def fingertip_path(self, start_ns: int, end_ns: int) -> List[List[float]]:

@@ -62,6 +62,8 @@ class EvalResult:
     sim_stats: Dict[str, int] = field(default_factory=dict)
     policy_diagnostics: Dict[str, object] = field(default_factory=dict)
     wall_s: float = 0.0
+    seams: Dict[str, object] = field(default_factory=dict)  # seam smoothness of the commands (seam_smoothness)
+    delay: Dict[str, object] = field(default_factory=dict)  # inference delay measured vs used (delay_summary)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -196,3 +198,106 @@ def latency_from_diagnostics(reports: List[dict]) -> Dict[str, Optional[float]]:
     return {"p50": round(number(last, "latency_p50_ms"), 3),
             "p95": None if number(last, "latency_p95_ms") is None else round(number(last, "latency_p95_ms"), 3),
             "max": round(max(maxima), 3) if maxima else None}
+
+
+# --------------------------------------------------------------------------- slow-model figures
+#: Half-width (commands) of the window around a seam: the chunk message and the commands
+#: travel on different topics, so the arrival order is known to about one tick.
+SEAM_WINDOW = 2
+
+
+def seam_smoothness(traces: Sequence[tuple], period_s: float) -> Dict[str, Optional[float]]:
+    """Seam smoothness of the executed commands, pooled over episodes.
+
+    ``traces``: per episode ``(x [N, D] command positions, seam indices into x)``. Peak
+    acceleration (``|second difference| / T²``, max over joints) within ±:data:`SEAM_WINDOW`
+    commands of each seam, against the p99 of the acceleration away from seams (the chunks'
+    own motion): ``ratio_max`` (the worst seam, the bench's ``seam_ratio``), ``ratio_p50``
+    (the median seam; robust to one outlier), ``n_seams``. Ratios are None without seams or
+    in-chunk motion.
+    """
+    from ..runtime.bench.seams import accelerations, seam_mask
+
+    peaks, body = [], []
+    for x, seams in traces:
+        acc = accelerations(np.asarray(x, dtype=np.float64), period_s)  # [N]
+        valid = np.isfinite(acc)
+        body.append(acc[~seam_mask(acc.shape[0], seams, SEAM_WINDOW) & valid])
+        for s in seams:
+            window = acc[max(0, s - SEAM_WINDOW): s + SEAM_WINDOW + 1]
+            window = window[np.isfinite(window)]
+            if window.size:
+                peaks.append(float(window.max()))
+    body_all = np.concatenate(body) if body else np.zeros(0)
+    p99 = float(np.percentile(body_all, 99)) if body_all.size else None
+    out: Dict[str, Optional[float]] = {"n_seams": len(peaks), "in_chunk_p99_accel": _round(p99),
+                                       "seam_peak_max_accel": _round(max(peaks)) if peaks else None,
+                                       "ratio_max": None, "ratio_p50": None}
+    if peaks and p99 and p99 > 0:
+        out["ratio_max"] = _round(max(peaks) / p99)
+        out["ratio_p50"] = _round(float(np.median(peaks)) / p99)
+    return out
+
+
+def plan_seams(reports: List[dict]) -> Dict[str, Optional[float]]:
+    """The policy node's own seam sizes (``/diagnostics``, since start; the newest report):
+    ``seam_jump_mean`` / ``seam_jump_max`` = max over joints of |new − old plan| at each switch
+    (after blending, action units) and ``seam_jump_ratio`` = mean jump / mean row step of the
+    plan (``seam_row_step_mean``): ≈ 0 when chunks join continuously, ≳ 1 when a seam moves
+    the command as much as a row of motion or more."""
+    def number(report, key):
+        try:
+            v = float(report.get(key, "nan"))
+        except (TypeError, ValueError):
+            return None
+        return v if math.isfinite(v) else None
+
+    last = next((r for r in reversed(reports) if number(r, "seams_total")), None)
+    if last is None:
+        return {"plan_seams": 0, "seam_jump_mean": None, "seam_jump_max": None, "seam_row_step_mean": None,
+                "seam_jump_ratio": None}
+    jump, step = number(last, "seam_jump_mean"), number(last, "seam_row_step_mean")
+    return {"plan_seams": int(number(last, "seams_total")), "seam_jump_mean": _round(jump, 5),
+            "seam_jump_max": _round(number(last, "seam_jump_max"), 5), "seam_row_step_mean": _round(step, 5),
+            "seam_jump_ratio": _round(jump / step) if jump is not None and step else None}
+
+
+def _round(v: Optional[float], digits: int = 3) -> Optional[float]:
+    return None if v is None else round(float(v), digits)
+
+
+def delay_summary(reports: List[dict], chunk_age_ms: Sequence[float], dt_s: float,
+                  control_rate_hz: float) -> Dict[str, object]:
+    """Inference delay measured vs the one used, in ms, chunk rows (``dt_s``) and control periods.
+
+    *Measured*: the age of each merged chunk on arrival (receive time − the stamp of the
+    observation it was generated from): the time the robot moved on while the chunk was
+    computed. *Used*: the ``rtc_delay_rows`` (frozen rows) of the RTC requests and the latency
+    estimate behind them, from the policy node's ``/diagnostics`` (last request per report;
+    None without RTC). ``idle_ticks``: ticks the robot waited because the plan ran dry.
+    """
+    age = percentiles(chunk_age_ms, ("p50", "p95", "max"))
+    period_ms = 1e3 / control_rate_hz
+
+    def used(key):
+        vals = []
+        for r in reports:
+            try:
+                v = float(r.get(key, "nan"))
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(v) and v > 0:
+                vals.append(v)
+        return percentiles(vals, ("p50", "max"))
+
+    idle = [int(float(r["idle_ticks_total"])) for r in reports
+            if str(r.get("idle_ticks_total", "")).lstrip("-").isdigit()]
+    return {
+        "measured_ms": age,
+        "measured_rows": {k: None if v is None else round(v / (1e3 * dt_s), 2) for k, v in age.items()},
+        "measured_periods": {k: None if v is None else round(v / period_ms, 2) for k, v in age.items()},
+        "used_rows": used("rtc_delay_rows"),
+        "used_estimate_ms": used("rtc_delay_latency_ms"),
+        "idle_ticks": max(idle) if idle else None,
+        "dt_s": dt_s, "control_period_ms": round(period_ms, 4),
+    }

@@ -70,11 +70,14 @@ from .eval_results import (  # noqa: F401 (API)
     EpisodeRecord,
     EvalResult,
     check_schema,
+    delay_summary,
     diagnostics_summary,
     last_reported,
     latency_from_diagnostics,
     machine_info,
     percentiles,
+    plan_seams,
+    seam_smoothness,
 )
 
 NS_PER_S = 1_000_000_000
@@ -146,6 +149,10 @@ class EvalConfig:
         get_task(self.task_name)  # a registered task
         if not (0.01 <= self.rate_factor <= 100.0):
             raise ValueError(f"rate_factor must be in [0.01, 100], got {self.rate_factor}")
+        if self.emulate_latency_ms and self.rate_factor != 1.0:
+            # The node (and its emulated latency) runs on wall time; the robot on physics time.
+            raise ValueError(f"emulate_latency_ms needs rate_factor 1 (got {self.rate_factor}): the emulated latency "
+                             f"is wall time, so the robot would experience {self.rate_factor:g}× the nominal one")
         if not (isinstance(self.policy_seed, int) and 0 <= self.policy_seed < 2**31):
             raise ValueError(f"policy_seed must be an int in [0, 2^31), got {self.policy_seed!r}")
         if self.domain_id is not None and not (isinstance(self.domain_id, int) and 0 <= self.domain_id <= 232):
@@ -275,6 +282,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
             jitter = list(evaluator.jitter_ms)
             ages = list(evaluator.chunk_age_ms)
             totals = {"received": evaluator.commands, "nonfinite": evaluator.nonfinite}
+            traces = list(evaluator.traces)
         sim_stats = {k: int(v) for k, v in sim.stats.items()}
     finally:
         if progress is not None:
@@ -313,7 +321,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                   "jitter_clock": evaluator.jitter_clock, "obstacle": task.name == "reach_obstacle",
                   "collisions": sum(r.collided for r in records)},
         commands=totals, sim_stats=sim_stats, policy_diagnostics=diagnostics_summary(diagnostics),
-        wall_s=round(time.monotonic() - t_start, 2))
+        wall_s=round(time.monotonic() - t_start, 2),
+        seams={**seam_smoothness(traces, 1.0 / cfg.control_rate_hz), **plan_seams(diagnostics)},
+        delay=delay_summary(diagnostics, ages, model_cfg.horizon.dt, cfg.control_rate_hz))
 
 
 def _one_episode(index: int, sim, ev: Evaluator, budget_s: float, policy: NodeProcess) -> EpisodeRecord:

@@ -54,6 +54,14 @@ def test_closed_loop_episodes_produce_a_valid_result(result):
     assert doc["command_jitter_ms"]["p50"] is not None, doc["command_jitter_ms"]
     # Commands arrive at ~100 Hz: the median inter-arrival error is well below a period.
     assert doc["command_jitter_ms"]["p50"] < 10.0, doc["command_jitter_ms"]
+    # Slow-model figures: chunks after the first join the plan at seams, seen by the node
+    # (plan jump) and in the command trace; the delay is given in ms, rows and periods.
+    seams, delay = doc["seams"], doc["delay"]
+    assert seams["plan_seams"] >= 1 and seams["n_seams"] >= 1, seams
+    assert seams["seam_jump_mean"] is not None and 0.0 <= seams["seam_jump_mean"] <= seams["seam_jump_max"], seams
+    assert delay["measured_ms"]["p50"] == doc["chunk_age_ms"]["p50"]
+    assert delay["measured_periods"]["p50"] == pytest.approx(delay["measured_ms"]["p50"] / 10.0, abs=0.01)
+    assert isinstance(delay["idle_ticks"], int), delay
 
 
 def test_schema_check_finds_problems(result):
@@ -84,5 +92,9 @@ def test_config_validation(tmp_path):
                 dict(chunk_blending="avg"), dict(domain_id=300)):
         with pytest.raises(ValueError):
             E.EvalConfig(model_dir=model, **bad)
+    # Latency emulation sleeps in wall time: only honest when the robot runs in real time.
+    with pytest.raises(ValueError, match="rate_factor 1"):
+        E.EvalConfig(model_dir=model, emulate_latency_ms=150.0, rate_factor=2.0)
+    assert E.EvalConfig(model_dir=model, emulate_latency_ms=150.0).rate_factor == 1.0
     cmd = E.policy_node_command(E.EvalConfig(model_dir=model, num_steps=4, sampler="flow"))
     assert cmd[cmd.index("--ros-args") - 1] == "node" and "num_steps:=4" in cmd and "sampler:=flow" in cmd

@@ -449,3 +449,36 @@ def test_interpolation_moves_linearly_between_rows_and_hits_rows_at_due_times():
     zoh = ChunkScheduler(SchedulerConfig(blending="none", action_horizon=6, interpolate=False))
     zoh.merge(chunk, now=0.05)
     assert np.allclose(zoh.pop(0.15), [1.0, -2.0])
+
+
+# ----------------------------------------------------------------------------- seam sizes
+def test_seam_counters_measure_the_plan_jump_at_each_switch():
+    s = ChunkScheduler(SchedulerConfig(action_horizon=8))
+    A = np.stack([ramp(16, step=0.1), -ramp(16, step=0.2)], axis=1)  # [16, 2]
+    s.merge(chunk(0.0, A), now=0.05)
+    assert s.stats()["seams"] == 0 and s.stats()["seam_jump_mean"] is None  # first chunk: no seam
+    B = A + np.array([0.5, -0.25])  # the same motion, offset: every row differs by 0.5 (max over joints)
+    result = s.merge(chunk(0.0, B, seq=1), now=0.25)  # switch at row 3 (t = 0.3)
+    assert result.accepted and result.first_row == 3
+    st = s.stats()
+    assert st["seams"] == 1
+    assert st["seam_jump_mean"] == pytest.approx(0.5) and st["seam_jump_max"] == pytest.approx(0.5)
+    assert st["seam_row_step_mean"] == pytest.approx(0.2)  # A's own step into row 3: max(0.1, 0.2)
+    C = A[3:] + np.array([0.0, 1.0])  # back to A's first joint, the second one 1.2 away from B's
+    s.merge(chunk(0.3, C, seq=2), now=0.35)  # switch at C's row 1 = A's row 4 (t = 0.4)
+    st = s.stats()
+    assert st["seams"] == 2
+    assert st["seam_jump_max"] == pytest.approx(1.25)  # |(A + [0, 1]) − (A + [0.5, −0.25])| = [0.5, 1.25]
+    assert st["seam_jump_mean"] == pytest.approx((0.5 + 1.25) / 2)
+
+
+def test_seam_counters_zero_for_a_continuous_plan_and_skip_a_dry_plan():
+    s = ChunkScheduler(SchedulerConfig(action_horizon=4))
+    A = ramp(16, step=0.1)
+    s.merge(chunk(0.0, A), now=0.01)
+    s.merge(chunk(0.2, A[2:], seq=1), now=0.21)  # exactly the old plan: a seamless join
+    assert s.stats()["seams"] == 1 and s.stats()["seam_jump_mean"] == pytest.approx(0.0)
+    # The executable rows of the plan end at 0.2 + 4·0.1; a chunk switching in after that
+    # joins a plan that ran dry (the robot held): no seam is counted.
+    s.merge(chunk(0.9, A + 5.0, seq=2), now=0.91)
+    assert s.stats()["seams"] == 1
