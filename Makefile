@@ -15,11 +15,12 @@ PYTEST_ARGS ?=
 export OMP_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: install sim-deps demo test bench clean help
+.PHONY: install sim-deps demo test lint bench clean help
 
 help:
 	@echo "make demo   - set up .venv and run the closed-loop demo on the shipped model"
-	@echo "make test   - set up .venv and run the whole test suite"
+	@echo "make test   - set up .venv, lint, and run the whole test suite"
+	@echo "make lint   - ruff (rules in pyproject.toml)"
 	@echo "make bench  - run the benchmarks (not part of make test)"
 
 # On a machine with a sourced ROS 2 installation (ROS_DISTRO set) the venv sees the system
@@ -68,7 +69,13 @@ demo: install
 # generation processes and MuJoCo GL contexts of one file cannot disturb the next.
 ROS_TEST_FILES = $(sort $(wildcard test/ros/test_*.py))
 
-test: install
+# Lint: ruff with the rules in pyproject.toml (the first step of `make test`).
+LINT_PATHS = genpolicy_ros test scripts launch setup.py
+
+lint: install
+	$(PY) -m ruff check $(LINT_PATHS)
+
+test: install lint
 	@status=0; \
 	for suite in test/core test/runtime test/training test/data test/sim $(ROS_TEST_FILES); do \
 	  echo "== $$suite"; \

@@ -42,8 +42,9 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    # Inference backends (CPU). TensorRT / CUDA are imported lazily and never required.
-    "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
+    # Inference backends (CPU): ONNX Runtime and OpenVINO (no torch dependency). TensorRT / CUDA
+    # are imported lazily and never required (extra "gpu").
+    "onnx": ["onnx>=1.14", "onnxruntime>=1.16", "openvino>=2024.0"],
     # Data, simulation and image conversion; LeRobotDataset (parquet + MP4 through PyAV;
     # pandas writes meta/tasks.parquet the way LeRobot reads it) and robomimic (HDF5) readers.
     "data": ["rosbags>=0.11", "opencv-python-headless>=4.7", "pyarrow>=14", "pandas>=2.0", "av>=12",
@@ -68,9 +69,12 @@ EXTRAS = {
     # Test-only peers.
     # colcon builds the package in a workspace in test/ros/test_colcon_install.py.
     "test": ["pytest>=7", "pytest-timeout>=2.1", "diffusers>=0.25", "colcon-common-extensions>=0.3",
-             "hypothesis>=6.80"],
+             "hypothesis>=6.80", "ruff>=0.5"],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() for req in reqs})
+# GPU engines (NVIDIA, Linux x86_64): never part of "all" — torch-tensorrt pins one torch release
+# and pulls that CUDA build of torch (GBs). scripts/gpu_check.sh installs it in a venv of its own.
+EXTRAS["gpu"] = ["torch-tensorrt>=2.5", "tensorrt>=10.0", "onnx>=1.14"]
 
 setup(
     name=PACKAGE,

@@ -8,7 +8,6 @@ file only wires it to launch / launch_ros. With ``autostart`` the node is config
 start and activated once configure has brought it to ``inactive`` (a later deactivate is
 left alone).
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
@@ -18,6 +17,7 @@ from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
 from genpolicy_ros.ros import launch_args
+from launch import LaunchDescription
 
 
 def _change_state(node, transition_id):

@@ -25,14 +25,18 @@ import struct
 from pathlib import Path
 from typing import Mapping
 
-import torch
 from safetensors.torch import load as _safetensors_load
 from safetensors.torch import save as _safetensors_save
 
-from .config import FORMAT_VERSION, PolicyConfig
-
-from .model_dir import (CONFIG_FILE, WEIGHTS_FILE, IncompatibleModelError, ModelLoadError,  # noqa: F401
-                        check_compatible, read_model_config)
+from .config import FORMAT_VERSION
+from .model_dir import (  # noqa: F401
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    IncompatibleModelError,
+    ModelLoadError,
+    check_compatible,
+    read_model_config,
+)
 
 CREATED_BY = "genpolicy_ros 0.1.0"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024

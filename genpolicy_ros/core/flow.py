@@ -13,9 +13,11 @@ Rectified Flow", ICLR 2023.) π0 (Black et al. 2024) writes the same path with i
 in the same direction, but openpi / lerobot code runs time the other way (1 = noise); we
 do not.
 
-The three nouns are kept apart: :class:`LinearPath` (the path), :func:`sample_time`
-(where training puts its time samples), :func:`integrate` (the ODE solver, with optional
-real-time-chunking prefix constraints from :mod:`genpolicy_ros.core.inpainting`).
+The nouns are kept apart: :class:`LinearPath` (the path), :func:`sample_time` (where
+training puts its time samples), :func:`integrate` on :func:`time_grid` (the ODE solver),
+and the real-time-chunking prefix (:mod:`genpolicy_ros.core.inpainting`) as a velocity
+wrapper (:func:`guided_velocity`, RTC's guidance) and a solver hook
+(:class:`ReplacementHook`, hard inpainting).
 Couplings of noise and data live in :mod:`genpolicy_ros.core.coupling`.
 
 A velocity function has the signature ``velocity_fn(x [B, T, D], t [B] float in [0, 1])
@@ -150,34 +152,63 @@ def guidance_weight(t: float, max_guidance: float) -> float:
     return float(min(max_guidance, (t * t + (1.0 - t) ** 2) / denom))
 
 
-def _guided_velocity(velocity_fn: VelocityFn, prefix: PrefixConstraint) -> VelocityFn:
-    """Wrap ``velocity_fn`` with RTC guided inpainting (Black et al. 2025, eq. 2–4).
+def guidance_weight_tensor(t: torch.Tensor, max_guidance: float) -> torch.Tensor:
+    """:func:`guidance_weight` on a time tensor (any shape), without reading it on the host."""
+    denom = t * (1.0 - t)
+    safe = torch.where(denom > 0, denom, torch.ones_like(denom))
+    raw = (t * t + (1.0 - t) ** 2) / safe
+    return torch.where(denom > 0, raw.clamp(max=float(max_guidance)), torch.full_like(t, float(max_guidance)))
+
+
+def guided_velocity(velocity_fn: VelocityFn, prefix: PrefixConstraint) -> VelocityFn:
+    """Wrap ``velocity_fn`` with RTC's guidance (Black et al. 2025, eq. 2–4).
 
     ``x̂1 = x_t + (1−t)·v(x_t, t)``; ``e = W·(Y − x̂1)`` with ``W`` the row weights and ``Y``
     the target; ``v ← v + min(β, (1−t)/(t·r_t²)) · eᵀ ∂x̂1/∂x_t``. The vector-Jacobian
-    product is the only place autograd runs.
+    product is the only place autograd runs (so this wrapper runs eager, never in a graph).
     """
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         target = prefix.target_like(x)  # [B, T, D]
         weights = prefix.weights_like(x)  # [1, T, 1]
-        t_scalar = float(t.reshape(-1)[0])
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)  # [B, T, D]
             v = velocity_fn(x_in, t)  # [B, T, D]
             x1_hat = LinearPath.x1_from_velocity(x_in, v, t)  # [B, T, D]
             error = (target - x1_hat.detach()) * weights  # [B, T, D]
             (vjp,) = torch.autograd.grad(x1_hat, x_in, grad_outputs=error)  # [B, T, D]
-        return v.detach() + guidance_weight(t_scalar, prefix.max_guidance) * vjp
+        weight = _time_view(guidance_weight_tensor(t, prefix.max_guidance), x)  # [B, 1, 1]
+        return v.detach() + weight * vjp
 
     return guided
 
 
-def _hard_project(x: torch.Tensor, x_noise: torch.Tensor, t: float, prefix: PrefixConstraint) -> torch.Tensor:
-    """Blend constrained rows toward the target on the path: ``t·Y + (1−t)·x0`` (by weight)."""
-    weights = prefix.weights_like(x)  # [1, T, 1]
-    on_path = LinearPath.interpolate(x_noise, prefix.target_like(x), t)  # [B, T, D]
-    return x + weights * (on_path - x)
+class ReplacementHook:
+    """Hard inpainting as a solver hook: after every step (and before the first) the
+    constrained rows are blended, by weight, toward the target's point on the path
+    ``t·Y + (1−t)·x0`` (``x0`` the solver's initial state); at the end rows with weight 1
+    are set to ``Y`` exactly. Tensor operations only (no host reads): it runs inside the
+    unrolled graphs of the graph backends."""
+
+    def __init__(self, prefix: PrefixConstraint, x_noise: torch.Tensor):
+        self.prefix = prefix
+        self.x_noise = x_noise  # [B, T, D] the initial state
+
+    def project(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        weights = self.prefix.weights_like(x)  # [1, T, 1]
+        on_path = LinearPath.interpolate(self.x_noise, self.prefix.target_like(x), t)  # [B, T, D]
+        return x + weights * (on_path - x)
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        frozen = self.prefix.frozen_rows().to(x.device).view(1, -1, 1)  # [1, T, 1]
+        return torch.where(frozen, self.prefix.target_like(x), x)
+
+
+def time_grid(num_steps: int, t_start: float = 0.0, t_end: float = 1.0) -> list:
+    """The uniform solver grid ``[t_0 = t_start, …, t_N = t_end]`` (N + 1 Python floats,
+    ``t_i = t_start + i·h``, ``h = (t_end − t_start) / N``)."""
+    h = (t_end - t_start) / num_steps
+    return [t_start + i * h for i in range(num_steps)] + [t_end]
 
 
 def _step(velocity_fn: VelocityFn, x: torch.Tensor, t: float, h: float, method: str, batch: int) -> torch.Tensor:
@@ -210,7 +241,7 @@ def integrate(
     prefix: Optional[PrefixConstraint] = None,
     step_callback: Optional[StepCallback] = None,
 ) -> torch.Tensor:
-    """Integrate ``dx/dt = v(x, t)`` from ``t_start`` to ``t_end`` on a uniform grid.
+    """Integrate ``dx/dt = v(x, t)`` from ``t_start`` to ``t_end`` on :func:`time_grid`.
 
     Args:
         velocity_fn: ``(x [B, T, D], t [B]) -> v [B, T, D]``.
@@ -218,12 +249,10 @@ def integrate(
         num_steps: number of steps (any int ≥ 1); the network is evaluated
             1 / 2 / 2 / 4 times per step for euler / midpoint / heun / rk4.
         method: ``"euler"`` (order 1), ``"midpoint"``, ``"heun"`` (order 2), ``"rk4"``.
-        prefix: optional :class:`PrefixConstraint` (real-time chunking):
-            ``"hard"`` sets the constrained rows to ``t·Y + (1−t)·x0`` (blended by weight,
-            ``x0`` being the given initial state) before the first step and after every
-            step, and finally rows with weight 1 are replaced by ``Y`` exactly;
-            ``"guided"`` evaluates the RTC-guided velocity (:func:`guidance_weight`) at
-            every stage of the solver.
+        prefix: optional :class:`PrefixConstraint` (real-time chunking). Both modes run
+            the :class:`ReplacementHook`; ``"guided"`` also evaluates the RTC-guided
+            velocity (:func:`guided_velocity`) at every stage of the solver, so that a
+            network that responds to its input makes the other rows agree with the prefix.
         step_callback: called as ``step_callback(i, t_i, x_i)`` after step ``i`` with
             the state at its end time.
 
@@ -237,29 +266,26 @@ def integrate(
     t_start, t_end = float(t_start), float(t_end)
     if not (0.0 <= t_start < t_end <= 1.0):
         raise ValueError(f"integrate: need 0 <= t_start < t_end <= 1, got {t_start}, {t_end}")
+    field, hook = velocity_fn, None
     if prefix is not None:
         prefix.check_compatible(x0)
+        if prefix.mode == "guided":
+            field = guided_velocity(velocity_fn, prefix)
+        hook = ReplacementHook(prefix, x0.detach())
     batch = x0.shape[0]
     h = (t_end - t_start) / num_steps
-    field = velocity_fn
-    if prefix is not None and prefix.mode == "guided":
-        field = _guided_velocity(velocity_fn, prefix)
-    hard = prefix is not None and prefix.mode == "hard"
+    grid = time_grid(num_steps, t_start, t_end)
 
     with torch.no_grad():
-        x_noise = x0.detach()  # [B, T, D] kept for the hard projection
         x = x0.detach().clone()  # [B, T, D]
-        if hard:
-            x = _hard_project(x, x_noise, t_start, prefix)
+        if hook is not None:
+            x = hook.project(x, grid[0])
         for i in range(num_steps):
-            t_i = t_start + i * h
-            x = _step(field, x, t_i, h, method, batch)
-            t_next = t_end if i == num_steps - 1 else t_start + (i + 1) * h
-            if hard:
-                x = _hard_project(x, x_noise, t_next, prefix)
+            x = _step(field, x, grid[i], h, method, batch)
+            if hook is not None:
+                x = hook.project(x, grid[i + 1])
             if step_callback is not None:
-                step_callback(i, t_next, x)
-        if hard:
-            frozen = prefix.frozen_rows().to(x.device).view(1, -1, 1)  # [1, T, 1]
-            x = torch.where(frozen, prefix.target_like(x), x)
+                step_callback(i, grid[i + 1], x)
+        if hook is not None:
+            x = hook.finish(x)
     return x

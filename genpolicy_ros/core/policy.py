@@ -26,6 +26,7 @@ Data flow of :meth:`GenerativePolicy.sample`::
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Mapping, Optional
 
 import numpy as np
@@ -33,19 +34,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import coupling as coupling_mod
-from . import diffusion as diffusion_mod
 from .config import PolicyConfig
-from .flow import LinearPath, integrate, sample_time
+from .generative import SampleOptions, build_method
 from .guidance import cfg_combine
-from .inpainting import PrefixConstraint
-from .networks import build_denoiser
+from .inpainting import PrefixConstraint, check_prefix_values
+from .networks import Denoiser, build_denoiser
 from .networks.obs_encoder import ObsEncoderConfig, ObservationEncoder
 from .normalizer import MinMaxNormalizer
-from .schedules import NoiseSchedule
 
 SAMPLERS = ("flow", "ddim", "ddpm", "regression")
-_SAMPLERS_OF_KIND = {"flow": ("flow",), "diffusion": ("ddim", "ddpm"), "regression": ("regression",)}
 
 
 class GenerativePolicy(nn.Module):
@@ -74,13 +71,9 @@ class GenerativePolicy(nn.Module):
         if D_aux:
             self.aux_normalizer = MinMaxNormalizer(D_aux)
             self.aux_head = nn.Linear(F_tok, D_aux)  # [.., F] -> [.., D_aux]
-        # A frozen dataclass, not a module: nothing of it goes into the state dict.
-        self.schedule = NoiseSchedule(
-            num_train_steps=config.diffusion.num_train_steps,
-            beta_schedule=config.diffusion.beta_schedule,
-            beta_start=config.diffusion.beta_start,
-            beta_end=config.diffusion.beta_end,
-        )
+        # FlowMatching / Diffusion / Regression (core.generative): plain objects, nothing of
+        # them goes into the state dict.
+        self.method = build_method(config)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -155,13 +148,10 @@ class GenerativePolicy(nn.Module):
 
     # ------------------------------------------------------------------ training
     def loss(self, batch: Mapping, generator: Optional[torch.Generator] = None):
-        """Training loss on a robot-unit batch -> ``(scalar loss, info dict)``.
-
-        * flow: ``‖v_θ(x_t, t·s, c) − (x1 − x0)‖²`` with ``x_t = t·x1 + (1−t)·x0`` and
-          ``t`` from ``config.flow.time_distribution`` (s = ``flow_time_scale``);
-        * diffusion: ``‖f_θ(q(x_k | x0), k, c) − target‖²`` with target ε, x0 or v;
-        * regression: ``‖f_θ(0, 0, c) − x‖²``.
-        """
+        """Training loss on a robot-unit batch -> ``(scalar loss, info dict)``: the method's
+        loss (:mod:`genpolicy_ros.core.generative`) on the normalised chunk, with the
+        condition dropped to the null tokens with probability ``cond_dropout``, plus the
+        auxiliary state loss when the config names auxiliary targets."""
         cfg = self.config
         action = torch.as_tensor(batch["action"], dtype=torch.float32, device=self.device)  # [B, T_p, D_a]
         want = (cfg.horizon.T_p, cfg.action.dim)
@@ -172,38 +162,15 @@ class GenerativePolicy(nn.Module):
         cond_full = self.encode(batch["obs"])  # [B, T_o, F]
         cond = cond_full
         dropped = torch.zeros(B, dtype=torch.bool, device=self.device)  # [B]
-        if self.training and cfg.cond_dropout > 0 and cfg.kind != "regression":
+        if self.training and cfg.cond_dropout > 0 and self.method.uses_condition_dropout:
             dropped = torch.rand(B, generator=generator, device=self.device) < cfg.cond_dropout  # [B]
             cond = torch.where(dropped.view(B, 1, 1), self._null_like(cond_full), cond_full)  # [B, T_o, F]
         info = {"kind": cfg.kind, "cond_dropped": float(dropped.float().mean())}
 
-        if cfg.kind == "flow":
-            fc = cfg.flow
-            x0 = torch.randn(x1.shape, generator=generator, device=self.device)  # [B, T_p, D_a] noise
-            if fc.coupling != "independent":
-                # C²OT: the condition is the (detached) observation tokens of each sample.
-                if fc.coupling == "ot_cond":
-                    perm = coupling_mod.ot_coupling(x0, x1, cond=cond_full.detach().reshape(B, -1),
-                                                    cond_weight=fc.ot_cond_weight)  # [B]
-                else:  # ot_blind: the ablation that ignores the condition
-                    perm = coupling_mod.ot_coupling(x0, x1)  # [B]
-                x0 = x0[perm]
-            t = sample_time(B, fc.time_distribution, generator=generator, device=self.device,
-                            **fc.time_params)  # [B] in [0, 1]
-            x_t = LinearPath.interpolate(x0, x1, t)  # [B, T_p, D_a]
-            target = LinearPath.target_velocity(x0, x1)  # [B, T_p, D_a]
-            pred = self.network(x_t, t * fc.flow_time_scale, cond)  # [B, T_p, D_a]
-        elif cfg.kind == "diffusion":
-            dc = cfg.diffusion
-            noise = torch.randn(x1.shape, generator=generator, device=self.device)  # [B, T_p, D_a]
-            k = torch.randint(0, dc.num_train_steps, (B,), generator=generator, device=self.device)  # [B] long
-            x_k = diffusion_mod.q_sample(self.schedule, x1, noise, k)  # [B, T_p, D_a]
-            target = diffusion_mod.training_target(self.schedule, x1, noise, k, dc.prediction_type)
-            pred = self.network(x_k, k.to(x1.dtype), cond)  # [B, T_p, D_a]
-        else:
-            target = x1
-            pred = self._regress(cond)  # [B, T_p, D_a]
-        loss = F.mse_loss(pred, target)
+        def predict(x, timestep):
+            return self.network(x, timestep, cond)  # [B, T_p, D_a]
+
+        loss = self.method.loss(predict, x1, generator=generator, coupling_cond=cond_full.detach())
         info["action_loss"] = float(loss.detach())
         if self.aux_head is not None and cfg.auxiliary.weight > 0:
             if "aux_state" not in batch:
@@ -228,31 +195,33 @@ class GenerativePolicy(nn.Module):
             raise ValueError("predict_aux_state: this model has no auxiliary state (config.auxiliary.state_names)")
         return self.aux_normalizer.unnormalize(self.aux_head(self.encode(obs)))
 
-    def _regress(self, cond: torch.Tensor) -> torch.Tensor:
-        B = cond.shape[0]
-        zeros = torch.zeros(B, self.config.horizon.T_p, self.config.action.dim,
-                            device=cond.device, dtype=cond.dtype)  # [B, T_p, D_a]
-        return self.network(zeros, torch.zeros(B, device=cond.device, dtype=cond.dtype), cond)
-
     # ------------------------------------------------------------------ sampling
-    def _guided_net(self, cond: torch.Tensor, guidance_scale: float):
-        """``f(x, timestep float [B]) -> out [B, T_p, D_a]`` with classifier-free guidance."""
-        null = self._null_like(cond)  # [B, T_o, F]
+    def _predictor(self, cond: torch.Tensor, guidance_scale: float):
+        """``predict(x, timestep float [B]) -> out [B, T_p, D_a]`` with classifier-free guidance."""
         w = float(guidance_scale)
-
         if w == 1.0:
             return lambda x, ts: self.network(x, ts, cond)
+        null = self._null_like(cond)  # [B, T_o, F]
         if w == 0.0:
             return lambda x, ts: self.network(x, ts, null)
-
         both_cond = torch.cat([null, cond], dim=0)  # [2B, T_o, F]
 
-        def net(x, ts):
+        def predict(x, ts):
             out = self.network(torch.cat([x, x], 0), torch.cat([ts, ts], 0), both_cond)  # [2B, T_p, D_a]
             uncond, conditional = out.chunk(2, dim=0)
             return cfg_combine(uncond, conditional, w)
 
-        return net
+        return predict
+
+    def _network_checked_once(self, x_init: torch.Tensor, cond: torch.Tensor):
+        """Check the denoiser's input shapes once for the chunk; the step loop then runs
+        without per-call checks. A network swapped in by a backend (compiled / exported)
+        is left as it is."""
+        if not isinstance(self.network, Denoiser):
+            return contextlib.nullcontext()
+        timestep = torch.zeros(x_init.shape[0], dtype=x_init.dtype, device=x_init.device)  # [B]
+        self.network.check_inputs(x_init, timestep, cond)
+        return self.network.inputs_checked()
 
     def sample(
         self,
@@ -270,6 +239,7 @@ class GenerativePolicy(nn.Module):
         prefix_weights=None,
         prefix_mode: str = "guided",
         max_guidance: float = 5.0,
+        check_values: bool = True,
     ) -> torch.Tensor:
         """Sample an action chunk ``[B, T_p, D_a]`` in robot units.
 
@@ -286,15 +256,21 @@ class GenerativePolicy(nn.Module):
             prefix_actions: ``[B, k, D_a]`` or ``[k, D_a]`` robot-unit actions the first
                 rows must agree with (real-time chunking); ``prefix_weights [T_p]``
                 (default 1 on the first k rows, 0 elsewhere); ``prefix_mode``
-                ``guided`` (RTC guidance, clipped at ``max_guidance``) or ``hard``.
+                ``guided`` (replacement + RTC guidance, clipped at ``max_guidance``) or
+                ``hard`` (replacement only).
+            check_values: check the prefix values (finite, weights in [0, 1]). Shapes and
+                arguments are always checked, once per chunk; ``False`` is for the graph
+                backends, which check their inputs on the host before every call and
+                capture this method: with it, the sampling path reads no tensor back to
+                the host (a CUDA graph cannot).
         """
         cfg = self.config
         sampler = cfg.default_sampler if sampler is None else sampler
         if sampler not in SAMPLERS:
             raise ValueError(f"sample: sampler must be one of {SAMPLERS}, got {sampler!r}")
-        if sampler not in _SAMPLERS_OF_KIND[cfg.kind]:
+        if sampler not in self.method.samplers:
             raise ValueError(f"sample: sampler {sampler!r} does not fit a {cfg.kind!r} policy "
-                             f"(use one of {list(_SAMPLERS_OF_KIND[cfg.kind])})")
+                             f"(use one of {list(self.method.samplers)})")
         if not (isinstance(guidance_scale, (int, float)) and np.isfinite(guidance_scale) and guidance_scale >= 0):
             raise ValueError(f"sample: guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
         if sampler == "regression" and guidance_scale != 1.0:
@@ -305,41 +281,19 @@ class GenerativePolicy(nn.Module):
         with torch.no_grad():
             cond = self.encode(obs)  # [B, T_o, F], once per chunk
             B = cond.shape[0]
-            if sampler == "regression":
-                x = self._regress(cond)  # [B, T_p, D_a]
-                return self.action_normalizer.unnormalize(x)
             shape = (B, cfg.horizon.T_p, cfg.action.dim)
-            x_init = self._initial_noise(shape, noise, generator, seed)  # [B, T_p, D_a]
-            if generator is None and seed is not None:
-                generator = torch.Generator(device=self.device).manual_seed(int(seed) + 1)
-            prefix = self._prefix(prefix_actions, prefix_weights, prefix_mode, max_guidance, B)
-            net = self._guided_net(cond, guidance_scale)
-
-            if sampler == "flow":
-                scale = cfg.flow.flow_time_scale
-
-                def velocity_fn(x, t):  # t: [B] float in [0, 1]
-                    return net(x, t * scale)
-
-                x = integrate(velocity_fn, x_init, num_steps or cfg.flow.default_steps,
-                              method or cfg.flow.default_method, prefix=prefix)
+            if not self.method.needs_noise:
+                x_init = torch.zeros(shape, device=cond.device, dtype=cond.dtype)  # [B, T_p, D_a], shape only
+                prefix = None
             else:
-                dc = cfg.diffusion
-
-                def model_fn(x, k):  # k: [B] long diffusion step
-                    return net(x, k.to(x.dtype))
-
-                if sampler == "ddim":
-                    x = diffusion_mod.ddim_sample(
-                        model_fn, x_init, self.schedule, num_steps or dc.default_steps,
-                        eta=dc.eta if eta is None else float(eta), spacing=dc.spacing,
-                        prediction_type=dc.prediction_type, clip_sample=dc.clip_sample,
-                        generator=generator, prefix=prefix)
-                else:
-                    x = diffusion_mod.ddpm_sample(
-                        model_fn, x_init, self.schedule, prediction_type=dc.prediction_type,
-                        clip_sample=dc.clip_sample, generator=generator, num_steps=num_steps,
-                        prefix=prefix)
+                x_init = self._initial_noise(shape, noise, generator, seed)  # [B, T_p, D_a]
+                if generator is None and seed is not None:
+                    generator = torch.Generator(device=self.device).manual_seed(int(seed) + 1)
+                prefix = self._prefix(prefix_actions, prefix_weights, prefix_mode, max_guidance, B, check_values)
+            predict = self._predictor(cond, guidance_scale)
+            options = SampleOptions(sampler=sampler, num_steps=num_steps, method=method, eta=eta)
+            with self._network_checked_once(x_init, cond):
+                x = self.method.sample(predict, x_init, options, prefix=prefix, generator=generator)
             return self.action_normalizer.unnormalize(x)  # [B, T_p, D_a] robot units
 
     def _initial_noise(self, shape, noise, generator, seed) -> torch.Tensor:
@@ -352,7 +306,8 @@ class GenerativePolicy(nn.Module):
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
         return torch.randn(shape, generator=generator, device=self.device)  # [B, T_p, D_a]
 
-    def _prefix(self, prefix_actions, prefix_weights, mode, max_guidance, B) -> Optional[PrefixConstraint]:
+    def _prefix(self, prefix_actions, prefix_weights, mode, max_guidance, B,
+                check_values: bool = True) -> Optional[PrefixConstraint]:
         if prefix_actions is None:
             if prefix_weights is not None:
                 raise ValueError("sample: prefix_weights given without prefix_actions")
@@ -374,10 +329,10 @@ class GenerativePolicy(nn.Module):
             weights = torch.as_tensor(prefix_weights, dtype=torch.float32).reshape(-1)  # [T_p]
             if weights.shape[0] != T_p:
                 raise ValueError(f"sample: prefix_weights must have T_p={T_p} entries, got {weights.shape[0]}")
-            if bool((weights[k:] != 0).any()):
-                raise ValueError(f"sample: prefix_weights are non-zero beyond the {k} given prefix rows")
+        if check_values:  # once here, not again in PrefixConstraint
+            check_prefix_values(pa, weights, "sample: prefix", num_given=k)
         return PrefixConstraint(target=target, weights=weights.to(self.device), mode=mode,
-                                max_guidance=float(max_guidance))
+                                max_guidance=float(max_guidance), check_values=False)
 
     def sample_chunk(self, single_obs: Mapping, **kw) -> np.ndarray:
         """One observation without batch dim (``state [T_o, D_s]``, images ``[T_o, 3, H, W]``;

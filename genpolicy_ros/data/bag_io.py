@@ -36,7 +36,8 @@ def msgtype_name(msg_class) -> str:
 
 
 def get_typestore(name: str = DEFAULT_TYPESTORE):
-    from rosbags.typesys import Stores, get_typestore as _get
+    from rosbags.typesys import Stores
+    from rosbags.typesys import get_typestore as _get
 
     try:
         return _get(Stores(name))
@@ -45,8 +46,7 @@ def get_typestore(name: str = DEFAULT_TYPESTORE):
 
 
 def _reliable_qos():
-    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
-                                    QosTime)
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
     return Qos(QosHistory.KEEP_LAST, 10, QosReliability.RELIABLE, QosDurability.VOLATILE,
                QosTime(0, 0), QosTime(0, 0), QosLiveliness.AUTOMATIC, QosTime(0, 0), False)

@@ -26,8 +26,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .bag_io import bag_custom_data, bag_topics, read_bag_messages
-from .bags import (ACTION_TYPES, FORWARD_TOPIC, POINT_TYPE, POSE_TYPE, STATE_TOPIC, TRAJECTORY_TOPIC,
-                   bag_to_episodes)
+from .bags import ACTION_TYPES, FORWARD_TOPIC, POINT_TYPE, POSE_TYPE, STATE_TOPIC, TRAJECTORY_TOPIC, bag_to_episodes
 from .episodes import EPISODE_PATTERN, METADATA_FILE
 
 COLLECT_METADATA_KEY = "genpolicy_ros.collect"  # custom_data written by `genpolicy collect`

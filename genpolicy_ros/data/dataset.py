@@ -16,7 +16,8 @@ before the first stamp or after the last picks the first/last sample: the window
 padded by repeating the edge sample, as Diffusion Policy's ``SequenceSampler`` pads
 (Chi et al. 2023, arXiv 2303.04137). ``pad_after`` limits how many action rows of a
 window may lie past the end of its episode, i.e. more than dt/2 after its last stamp
-(Diffusion Policy uses T_a − 1); anchors that would need more are not used. The default (T_p − 1) keeps every sample as anchor.
+(Diffusion Policy uses T_a − 1); anchors that would need more are not used. The default
+(T_p − 1) keeps every sample as anchor.
 
 Each item is the batch layout of ``docs/internals.md`` without the batch dimension::
 

@@ -430,7 +430,8 @@ class EpisodeDataset:
         return write_episode(self.root / episode_filename(index), episode, self.metadata, compress=compress)
 
 
-def write_dataset(root, metadata: DatasetMetadata, episodes: Sequence[Episode], compress: bool = True) -> EpisodeDataset:
+def write_dataset(root, metadata: DatasetMetadata, episodes: Sequence[Episode],
+                  compress: bool = True) -> EpisodeDataset:
     """Create a data set at ``root`` holding ``episodes`` (numbered from 0)."""
     ds = EpisodeDataset.create(root, metadata)
     for ep in episodes:

@@ -34,9 +34,10 @@ import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -64,6 +65,8 @@ class StreamProbeConfig:
     domain_id: Optional[int] = None  # default: 170 + pid % 30
     startup_timeout_s: float = 120.0
     node_args: tuple = ()  # extra `genpolicy node` options, e.g. ("--executor", "events")
+    camera_rate_hz: Optional[float] = None  # camera models: frames per second (None: the model's 1 / dt)
+    camera_size: Optional[Tuple[int, int]] = None  # (H, W) of the frames (None: the model's image_size)
 
     def __post_init__(self):
         for name in ("seconds", "rate_hz", "robot_rate_hz", "startup_timeout_s"):
@@ -78,6 +81,12 @@ class StreamProbeConfig:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {self.output_mode!r}")
         if self.domain_id is not None and not 0 <= int(self.domain_id) <= 232:
             raise ValueError(f"domain_id must be in [0, 232], got {self.domain_id}")
+        if self.camera_rate_hz is not None and not (math.isfinite(self.camera_rate_hz)
+                                                    and 0 < self.camera_rate_hz <= 1000):
+            raise ValueError(f"camera_rate_hz must be in (0, 1000], got {self.camera_rate_hz!r}")
+        size = self.camera_size
+        if size is not None and not (len(size) == 2 and all(isinstance(v, int) and 0 < v <= 8192 for v in size)):
+            raise ValueError(f"camera_size must be (H, W) with 0 < H, W <= 8192, got {self.camera_size!r}")
 
 
 def gap_statistics(times_s: Sequence[float], period_s: float) -> Dict[str, Optional[float]]:
@@ -108,13 +117,10 @@ class _ProbeRobot:
         from trajectory_msgs.msg import JointTrajectory
 
         from ..runtime.rate_loop import RateLoop
-        from . import topics
         from .conversions import array_to_image_msg
-        from .input_messages import MESSAGE_TYPES, input_message
         from .policy_node import FORWARD_TOPIC, TRAJECTORY_TOPIC, camera_topics
         from .qos import command_qos, sensor_qos
 
-        self._input_message = input_message
         self._JointState = JointState
         self._to_image = array_to_image_msg
         self.node = Node("genpolicy_stream_probe", context=context)
@@ -129,23 +135,21 @@ class _ProbeRobot:
         self.commands = 0
         self.nonfinite = 0
         self.diagnostics: Dict[str, str] = {}
-        self._js_pub = self.node.create_publisher(JointState, topics.JOINT_STATES, sensor_qos())
-        # The model's non-joint inputs (e.g. target) too, with the joint state's stamp (values 0).
-        self._inputs = [(self.node.create_publisher(MESSAGE_TYPES[e["type"]], topics.input_topic(name), sensor_qos()),
-                         e["type"], len(e["names"])) for name, e in model_cfg.observation.state_inputs.items()]
+        self._js_pub = self.node.create_publisher(JointState, "joint_states", sensor_qos())
         if cfg.output_mode == "joint_trajectory":
             self._subscribe(JointTrajectory, TRAJECTORY_TOPIC, self._trajectory_positions)
         else:
             self._subscribe(Float64MultiArray, FORWARD_TOPIC, lambda msg: np.asarray(msg.data, dtype=float))
-        self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, command_qos())
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, command_qos())
         self._loops = [RateLoop(cfg.robot_rate_hz, self._publish_state, name="probe-joint-states")]
         self._cameras = []
-        h, w = model_cfg.observation.image_size
+        h, w = cfg.camera_size or model_cfg.observation.image_size
         self._rng = np.random.default_rng(0)
         for camera, (raw, _) in camera_topics(model_cfg.observation.camera_names).items():
             self._cameras.append((self.node.create_publisher(Image, raw, sensor_qos()), (h, w)))
         if self._cameras:
-            self._loops.append(RateLoop(1.0 / model_cfg.horizon.dt, self._publish_frames, name="probe-camera"))
+            self._loops.append(RateLoop(cfg.camera_rate_hz or 1.0 / model_cfg.horizon.dt, self._publish_frames,
+                                        name="probe-camera"))
 
     def _subscribe(self, msg_type, topic, positions) -> None:
         from .message_info import subscribe_with_info
@@ -185,8 +189,6 @@ class _ProbeRobot:
             pos = dict(zip(self.joints, self.position.tolist()))
         msg = self._JointState(name=self.state_names, position=[float(pos.get(n, 0.0)) for n in self.state_names])
         msg.header.stamp = self.node.get_clock().now().to_msg()
-        for pub, kind, count in self._inputs:
-            pub.publish(self._input_message(kind, np.zeros(count), stamp=msg.header.stamp))
         self._js_pub.publish(msg)
 
     def _publish_frames(self, tick) -> None:
@@ -204,16 +206,12 @@ class _ProbeRobot:
             loop.stop()
 
 
-def _maps_torch(pid: int) -> Optional[bool]:
-    """Whether process ``pid`` has libtorch mapped (Linux /proc; None elsewhere)."""
-    try:
-        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
-    except OSError:
-        return None
-
-
-def measure_command_stream(cfg: StreamProbeConfig, log=print) -> dict:
-    """Run the node in a child process, probe its command stream; the report (see module doc)."""
+@contextmanager
+def node_and_probe(cfg: StreamProbeConfig, probe_type=None, log=print, **probe_kwargs) -> Iterator[tuple]:
+    """``genpolicy node --autostart`` in a process of its own and the probe robot
+    (``probe_type(context, model_cfg, cfg, **probe_kwargs)``, default :class:`_ProbeRobot`)
+    spinning in this one, on one ROS domain. Yields ``(node_process, probe, domain_id)``
+    once the first command has arrived; stops both on exit."""
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
@@ -229,7 +227,7 @@ def measure_command_stream(cfg: StreamProbeConfig, log=print) -> dict:
     node = NodeProcess(node_command(params, extra=["--autostart", *cfg.node_args]), domain_id)
     probe = executor = spin = None
     try:
-        probe = _ProbeRobot(context, model_cfg, cfg)
+        probe = (probe_type or _ProbeRobot)(context, model_cfg, cfg, **probe_kwargs)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(probe.node)
         spin = threading.Thread(target=executor.spin, name="genpolicy-probe-spin", daemon=True)
@@ -240,7 +238,33 @@ def measure_command_stream(cfg: StreamProbeConfig, log=print) -> dict:
             if not node.alive() or time.monotonic() > deadline:
                 raise RuntimeError("the policy node sent no command:\n" + node.log_tail())
             time.sleep(0.05)
-        log(f"node commanding at {cfg.rate_hz:g} Hz; warm-up {cfg.warmup_s:g} s, measuring {cfg.seconds:g} s")
+        log(f"node commanding at {cfg.rate_hz:g} Hz")
+        yield node, probe, domain_id
+    finally:
+        if probe is not None:
+            probe.stop()
+        if executor is not None:
+            executor.shutdown(timeout_sec=2.0)
+        node.stop()
+        if probe is not None:
+            probe.node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        if spin is not None:
+            spin.join(2.0)
+
+
+def _maps_torch(pid: int) -> Optional[bool]:
+    """Whether process ``pid`` has libtorch mapped (Linux /proc; None elsewhere)."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return None
+
+
+def measure_command_stream(cfg: StreamProbeConfig, log=print) -> dict:
+    """Run the node in a child process, probe its command stream; the report (see module doc)."""
+    with node_and_probe(cfg, log=log) as (node, probe, domain_id):
+        log(f"warm-up {cfg.warmup_s:g} s, measuring {cfg.seconds:g} s")
         time.sleep(cfg.warmup_s)
         cpu0, wall0 = process_cpu_seconds(node.pid), time.monotonic()
         with probe.lock:
@@ -255,37 +279,27 @@ def measure_command_stream(cfg: StreamProbeConfig, log=print) -> dict:
         time.sleep(1.2)  # one more /diagnostics period
         with probe.lock:
             diag = {k: probe.diagnostics.get(k) for k in DIAG_KEYS}
-        period = 1.0 / cfg.rate_hz
-        duration = wall1 - wall0
-        report = {
-            "format": FORMAT, "model": str(Path(cfg.model_dir).resolve()), "settings": asdict(cfg),
-            "domain_id": domain_id, "executor": ("rclpy EventsExecutor" if "events" in cfg.node_args else "rclpy SingleThreadedExecutor")
-            + " (node), generation in a child process",
-            "duration_s": duration, "commands": n1 - n0, "rate_hz_measured": (n1 - n0) / duration,
-            "nonfinite_commands": bad1 - bad0,
-            "node_cpu_percent": 100.0 * (cpu1 - cpu0) / duration,
-            "middleware": gap_statistics(np.asarray(received, dtype=float) * 1e-9, period) if received else None,
-            "source": gap_statistics(np.asarray(source, dtype=float) * 1e-9, period) if source else None,
-            "probe_callback": gap_statistics(callback, period),
-            "message_info": probe.message_info,
-            "node_diagnostics": diag,
-            # The real-time process must never import torch (the generation child owns it).
-            "node_loaded_torch": _maps_torch(node.pid),
-        }
-        if not probe.message_info:
-            report["middleware_unavailable"] = "this rclpy cannot pass MessageInfo to subscription callbacks"
-        return report
-    finally:
-        if probe is not None:
-            probe.stop()
-        if executor is not None:
-            executor.shutdown(timeout_sec=2.0)
-        node.stop()
-        if probe is not None:
-            probe.node.destroy_node()
-        rclpy.try_shutdown(context=context)
-        if spin is not None:
-            spin.join(2.0)
+        loaded_torch = _maps_torch(node.pid)  # the real-time process must never import torch
+    period = 1.0 / cfg.rate_hz
+    duration = wall1 - wall0
+    report = {
+        "format": FORMAT, "model": str(Path(cfg.model_dir).resolve()), "settings": asdict(cfg),
+        "domain_id": domain_id,
+        "executor": ("rclpy EventsExecutor" if "events" in cfg.node_args else "rclpy SingleThreadedExecutor")
+        + " (node), generation in a child process",
+        "duration_s": duration, "commands": n1 - n0, "rate_hz_measured": (n1 - n0) / duration,
+        "nonfinite_commands": bad1 - bad0,
+        "node_cpu_percent": 100.0 * (cpu1 - cpu0) / duration,
+        "middleware": gap_statistics(np.asarray(received, dtype=float) * 1e-9, period) if received else None,
+        "source": gap_statistics(np.asarray(source, dtype=float) * 1e-9, period) if source else None,
+        "probe_callback": gap_statistics(callback, period),
+        "message_info": probe.message_info,
+        "node_diagnostics": diag,
+        "node_loaded_torch": loaded_torch,
+    }
+    if not probe.message_info:
+        report["middleware_unavailable"] = "this rclpy cannot pass MessageInfo to subscription callbacks"
+    return report
 
 
 def format_report(r: dict) -> str:

@@ -59,8 +59,7 @@ def default_params_file() -> str:
     """The installed ``share/genpolicy_ros/config/policy.yaml`` when the package is in the
     ament index (colcon install), else the source tree's ``config/policy.yaml``."""
     try:
-        from ament_index_python.packages import (PackageNotFoundError,
-                                                 get_package_share_directory)
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
     except ImportError:
         return source_params_file()
     try:

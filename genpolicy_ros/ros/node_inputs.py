@@ -100,7 +100,8 @@ class ObservationInputs(SimpleManagedEntity):
                                          callback_group=self._sensor_group)]
         for name, kind in self._input_kinds.items():
             subs.append(node.create_subscription(
-                MESSAGE_TYPES[kind], topics.input_topic(name), lambda msg, n=name, k=kind: self._on_input(n, k, msg), qos,
+                MESSAGE_TYPES[kind], topics.input_topic(name),
+                lambda msg, n=name, k=kind: self._on_input(n, k, msg), qos,
                 callback_group=self._sensor_group))
         for camera, (raw, compressed) in camera_topics(self._model.camera_names).items():
             subs.append(node.create_subscription(
@@ -180,15 +181,15 @@ class ObservationInputs(SimpleManagedEntity):
         arrival = time.monotonic()
         if not self.is_activated:
             return
-        # One transport per camera: the first that delivers; switch when it goes silent.
+        # One transport per camera: the first that delivers *usable* frames; switch when it
+        # has delivered none for observation_timeout_s (a raw topic of unsupported frames,
+        # e.g. yuv422, must not starve a working compressed one).
         active = self._camera_transport.get(camera)
-        self._camera_arrival[(camera, transport)] = arrival
         if active is not None and active != transport:
             silent = arrival - self._camera_arrival.get((camera, active), -math.inf)
             if silent <= self._engine.settings.observation_timeout_s:
                 self.ignored_transport += 1
                 return
-        self._camera_transport[camera] = transport
         source = f"camera/{camera}/{transport}"
         if transport == "raw":
             image, reason = conv.image_to_array(msg)  # [h, w, 3] uint8
@@ -199,6 +200,8 @@ class ObservationInputs(SimpleManagedEntity):
         if image is None:
             self._reject(source, reason)
             return
+        self._camera_transport[camera] = transport
+        self._camera_arrival[(camera, transport)] = arrival
         stamp = self._stamp(msg.header, source)
         if stamp is not None:
             self._status(source, stamp, self._engine.observe_image(camera, stamp, image, arrival))

@@ -12,7 +12,9 @@ from .parameters import NodeParams
 
 _SAMPLERS_OF_KIND = {"flow": ("flow",), "diffusion": ("ddim", "ddpm"), "regression": ()}
 # What a backend needs before the child even tries (the child makes the real check).
-_BACKEND_MODULES = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
+_BACKEND_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt",
+                    "torch_tensorrt": "torch_tensorrt"}
+_GPU_ONLY = ("tensorrt", "torch_tensorrt", "cuda_graph")
 
 
 def backend_precheck(backend: str, device: str) -> str:
@@ -21,8 +23,8 @@ def backend_precheck(backend: str, device: str) -> str:
     module = _BACKEND_MODULES.get(backend)
     if module and importlib.util.find_spec(module) is None:
         return f"Python package {module!r} is not installed"
-    if backend == "tensorrt" and device == "cpu":
-        return "TensorRT needs a CUDA device"
+    if backend in _GPU_ONLY and device == "cpu":
+        return f"{backend} needs a CUDA device"
     return ""
 
 
@@ -48,7 +50,7 @@ def engine_settings(p: NodeParams) -> EngineSettings:
     return EngineSettings(
         sampler=sampler, num_steps=p.num_steps,
         guidance_scale=p.guidance_scale, ddim_eta=p.ddim_eta, control_rate_hz=p.control_rate_hz,
-        action_horizon=p.action_horizon, chunk_blending=p.chunk_blending,
+        action_horizon=p.action_horizon, chunk_blending=p.chunk_blending, rtc_prefix_mode=p.rtc_prefix_mode,
         inference_delay_steps=p.inference_delay_steps, max_joint_velocity=p.max_joint_velocity,
         max_joint_acceleration=p.max_joint_acceleration, max_tracking_error=p.max_tracking_error,
         observation_timeout_s=p.observation_timeout_s, enabled=p.enabled, seed=p.seed)

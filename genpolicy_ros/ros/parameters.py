@@ -134,8 +134,20 @@ class ParamSpec:
 PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec("model_path", STRING, "",
               "Model directory (config.json + model.safetensors); '' = the shipped default model."),
-    ParamSpec("backend", STRING, "auto", "Inference backend.",
-              choices=("auto", "torch", "onnxruntime", "tensorrt")),
+    ParamSpec("backend", STRING, "auto",
+              "Inference backend: auto (the fastest available: recorded by `genpolicy export`, else "
+              "OpenVINO / ONNX Runtime on a CPU, TensorRT / CUDA graph on a GPU), torch (eager), onnxruntime, "
+              "openvino, tensorrt (ONNX route), torch_tensorrt, cuda_graph, compile.",
+              choices=("auto", "torch", "onnxruntime", "openvino", "tensorrt", "torch_tensorrt", "cuda_graph",
+                       "compile")),
+    ParamSpec("precision", STRING, "fp32",
+              "Inference precision: fp32, fp16 (CUDA backends) or bf16 (OpenVINO on CPUs with bf16); "
+              "a backend without it refuses at configure (never a silent fp32).",
+              choices=("fp32", "fp16", "bf16")),
+    ParamSpec("emulate_latency_ms", DOUBLE, 0.0,
+              "Latency emulation for studying slow models (0 = off): every chunk takes at least this long "
+              "in the generation process; reported in /diagnostics and ~/action_chunk. Never use on a robot.",
+              minimum=0.0, maximum=10000.0),
     ParamSpec("device", STRING, "auto", "Inference device: auto, cpu, cuda or cuda:N.",
               pattern=r"auto|cpu|cuda(:[0-9]+)?", constraint_text="auto, cpu, cuda or cuda:N"),
     ParamSpec("sampler", STRING, "auto",
@@ -158,6 +170,11 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               "How a new chunk joins the executing one: none, ensemble (temporal), rtc "
               "(real-time chunking, inpaints the frozen prefix).",
               runtime=True, choices=("none", "ensemble", "rtc")),
+    ParamSpec("rtc_prefix_mode", STRING, "hard",
+              "How chunk_blending rtc imposes the frozen prefix while sampling: hard (replace the prefix "
+              "at every sampler step) or guided (Black et al. 2025: pull the velocity toward it through a "
+              "vector-Jacobian product, with soft weights over the overlap).",
+              runtime=True, choices=("hard", "guided")),
     ParamSpec("inference_delay_steps", INTEGER, -1,
               "Expected inference delay in control steps; -1 = measured (p95 of latency).",
               runtime=True, minimum=-1, maximum=1000),
@@ -209,8 +226,7 @@ def default_values() -> Dict[str, Any]:
 
 def build_descriptor(spec: ParamSpec, static_read_only: bool = True):
     """``rcl_interfaces/ParameterDescriptor`` for one spec (ranges, read_only, typing)."""
-    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                    ParameterType)
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
     types = {STRING: ParameterType.PARAMETER_STRING,
              INTEGER: ParameterType.PARAMETER_INTEGER,
@@ -261,6 +277,8 @@ class NodeParams:
 
     model_path: str = SPECS["model_path"].default
     backend: str = SPECS["backend"].default
+    precision: str = SPECS["precision"].default
+    emulate_latency_ms: float = SPECS["emulate_latency_ms"].default
     device: str = SPECS["device"].default
     sampler: str = SPECS["sampler"].default
     num_steps: int = SPECS["num_steps"].default
@@ -270,6 +288,7 @@ class NodeParams:
     action_horizon: int = SPECS["action_horizon"].default
     chunk_blending: str = SPECS["chunk_blending"].default
     inference_delay_steps: int = SPECS["inference_delay_steps"].default
+    rtc_prefix_mode: str = SPECS["rtc_prefix_mode"].default
     output_mode: str = SPECS["output_mode"].default
     joint_names: Tuple[str, ...] = SPECS["joint_names"].default
     max_joint_velocity: float = SPECS["max_joint_velocity"].default

@@ -42,7 +42,8 @@ at the next chunk, limits at the next tick); ``control_rate_hz`` also re-times t
 Non-★ parameters are read-only while configured (cleanup first).
 
 Time: ``now`` and header stamps are seconds of the node's clock (ROS time: wall, or
-``/clock`` with ``use_sim_time``); the engine's staleness watchdog also runs on
+``/clock`` with ``use_sim_time``, when the command loop also ticks on ``/clock``: one tick
+per simulated period, ros/sim_time.py); the engine's staleness watchdog also runs on
 ``time.monotonic`` so a stopped ``/clock`` is detected (reliability.md row 14). The
 diagnostics timer runs on the steady clock for the same reason.
 """
@@ -76,6 +77,7 @@ from .node_settings import backend_precheck, engine_settings, input_settings, mo
 from .node_status import StatusReporter
 from .parameters import SPECS, NodeParams, declaration_list, validate_ros_parameters
 from .qos import command_qos
+from .sim_time import SimTimeLoop
 
 NODE_NAME = topics.POLICY_NODE
 JOINT_STATES_TOPIC = topics.JOINT_STATES
@@ -122,6 +124,9 @@ class PolicyNode(NodeServices, LifecycleNode):
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, command_qos())
         self._status = StatusReporter()
+        # use_sim_time: the command loop ticks on /clock (one tick per period of simulated
+        # time, however fast or slow the simulator runs), not on the wall clock.
+        self._sim_time = SimTimeLoop(self) if self.get_clock().ros_time_is_active else None
 
         self._state_label = "unconfigured"
         self._params: Optional[NodeParams] = None  # applied values (configure / tick)
@@ -188,10 +193,11 @@ class PolicyNode(NodeServices, LifecycleNode):
         self._lockstep = True
 
     def tick_once(self) -> None:
-        """One command period in the calling thread (after :meth:`enter_lockstep`)."""
+        """One command period in the calling thread (after :meth:`enter_lockstep`), at once:
+        the caller owns time (a replay steps ``/clock`` itself)."""
         if not self._lockstep or self._loop is None:
             raise RuntimeError("tick_once: call enter_lockstep() first")
-        self._loop.run_ticks(1)
+        self._loop.run_ticks(1, wait=False)
 
     def executor_stats(self) -> Dict[str, Any]:
         """The command loop's counters (RateLoop.stats: ticks, missed_ticks, lateness) plus
@@ -271,8 +277,12 @@ class PolicyNode(NodeServices, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _load_model(self, params: NodeParams) -> bool:
-        from genpolicy_ros.core.model_dir import IncompatibleModelError, ModelLoadError, check_compatible
-        from genpolicy_ros.core.model_dir import read_model_config
+        from genpolicy_ros.core.model_dir import (
+            IncompatibleModelError,
+            ModelLoadError,
+            check_compatible,
+            read_model_config,
+        )
 
         log = self.get_logger()
         try:
@@ -312,9 +322,14 @@ class PolicyNode(NodeServices, LifecycleNode):
             return False
         latency = LatencyTracker(warmup=0, initial_estimate_s=2 * self._model.dt)
         worker_cfg = WorkerConfig(model_dir=str(self._model_dir), backend=params.backend,
-                                  device=params.device, num_threads=self._generation_threads,
-                                  settings=settings.sampler_settings())
-        self._worker = GenerationWorker(worker_cfg, latency_tracker=latency, clock=self._ros_now)
+                                  device=params.device, precision=params.precision,
+                                  num_threads=self._generation_threads, settings=settings.sampler_settings(),
+                                  emulate_latency_ms=params.emulate_latency_ms)
+        if params.emulate_latency_ms > 0:
+            log.warning(f"LATENCY EMULATION ON: every chunk takes at least {params.emulate_latency_ms:g} ms "
+                        "(parameter emulate_latency_ms; for studying slow models, never on a robot)")
+        self._worker = GenerationWorker(worker_cfg, latency_tracker=latency, clock=self._ros_now,
+                                        on_progress=lambda line: log.info(f"generation: {line}"))
         t = time.monotonic()
         log.info(f"starting the generation process (backend {params.backend}, device {params.device}): "
                  "loading the model and preparing the sampler; a first start may export an engine "
@@ -335,8 +350,9 @@ class PolicyNode(NodeServices, LifecycleNode):
                                     steady_clock=time.monotonic, latency=latency)
         self._params = params
         self._input_settings = input_settings(params, self._config)
+        timing = self._sim_time.loop_timing() if self._sim_time is not None else {}
         self._loop = RateLoop(params.control_rate_hz, self._on_tick, name="genpolicy-executor",
-                              on_error=self._on_tick_error)
+                              on_error=self._on_tick_error, **timing)
         return True
 
     def _create_interfaces(self) -> None:

@@ -228,6 +228,7 @@ def _wait(predicate, timeout_s: float, what: str, period: float = 0.0002) -> Non
 def replay_bag(cfg: ReplayConfig) -> ReplayResult:
     """Play ``cfg.bag`` into a policy node in lockstep and record its output into ``cfg.out``."""
     import rclpy
+    from geometry_msgs.msg import PointStamped, PoseStamped
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
@@ -241,8 +242,6 @@ def replay_bag(cfg: ReplayConfig) -> ReplayResult:
     from ..core.checkpoint import read_model_config
     from ..data.bag_io import BagRecorder
     from .node_process import default_domain_id
-    from geometry_msgs.msg import PointStamped, PoseStamped
-
     from .policy_node import PolicyNode
     from .qos import command_qos
 

@@ -74,7 +74,10 @@ class SchedulerConfig:
         interpolate: when the executor runs faster than the chunk's ``dt``, move linearly
             from the held row towards the next row of the same segment (first-order hold)
             instead of holding it (zero-order hold). Rows are still hit exactly at their
-            due times; nothing beyond the executable rows is used.
+            due times; only executable rows are commanded at their due times, and the last
+            one moves towards the chunk's next (predicted) row, so that a chunk taking over
+            at the end of the executable rows continues the motion instead of following a
+            stop (that row is also what the next chunk's RTC prefix is pinned to).
         refill_fraction: also ask for a new chunk when fewer than this fraction of T_a
             rows remain (lerobot uses 0.5–0.7); 0 = only the latency rule.
     """
@@ -206,6 +209,8 @@ class ChunkScheduler:
         self._action_dim: Optional[int] = None
         self._newest_t0 = -math.inf
         self._last_pop: Optional[Tuple[int, int]] = None  # (segment uid, row)
+        self._last_pop_time: Optional[float] = None
+        self._pop_period: Optional[float] = None  # executor period, seen between pops
         self._c = _Counters()
 
     # ------------------------------------------------------------- configuration
@@ -235,6 +240,7 @@ class ChunkScheduler:
             self._action_dim = None
             self._newest_t0 = -math.inf
             self._last_pop = None
+            self._last_pop_time = None  # time may have gone backwards; the period stays
             self._apply_pending()
 
     # ------------------------------------------------------------- plan lookup
@@ -323,7 +329,7 @@ class ChunkScheduler:
 
         Precisely: the plan's row with the latest due time ``≤ now`` (zero-order hold
         between rows; with ``interpolate`` the value moves linearly towards the next
-        executable row of the same segment), provided that row is executable (row < T_a of its chunk)::
+        row of the same segment), provided that row is executable (row < T_a of its chunk)::
 
             rows due:    r3        r4        r5        r6
             time:   -----+---------+---------+---------+----->
@@ -338,6 +344,9 @@ class ChunkScheduler:
         """
         now = _check_time(now)
         with self._lock:
+            if self._last_pop_time is not None and now > self._last_pop_time + TIME_EPS:
+                self._pop_period = now - self._last_pop_time
+            self._last_pop_time = now
             hit = self._locate(now, executable=True)
             if hit is None:
                 self._c.starved += 1
@@ -348,12 +357,19 @@ class ChunkScheduler:
                 self._c.rows_skipped += row - self._last_pop[1] - 1
             self._last_pop = (seg.uid, row)
             self._c.pops += 1
-            value = seg.values[row].copy()  # [D]
-            if self._config.interpolate and row + 1 < seg.exec_rows:
-                frac = (now - seg.due_time(row)) / seg.dt  # in [0, 1)
-                if frac > TIME_EPS:
-                    value += frac * (seg.values[row + 1] - seg.values[row])
-            return value
+            return self._value(seg, row, now)
+
+    def _value(self, seg: _Segment, row: int, t: float) -> np.ndarray:
+        """The plan's value ``[D]`` (a copy) at instant ``t`` inside ``seg``'s row ``row``:
+        the row itself (zero-order hold) or, with ``interpolate``, the point on the line
+        towards the segment's next row (for the last executable row: the chunk's next,
+        predicted row)."""
+        value = seg.values[row].copy()  # [D]
+        if self._config.interpolate and row + 1 < seg.horizon:
+            frac = (t - seg.due_time(row)) / seg.dt  # in [0, 1)
+            if frac > TIME_EPS:
+                value += frac * (seg.values[row + 1] - seg.values[row])
+        return value
 
     def remaining_rows(self, now: float) -> int:
         """Executable rows of the newest chunk due strictly after ``now``."""
@@ -409,10 +425,17 @@ class ChunkScheduler:
         """Inpainting target for a chunk generated from an observation stamped ``now``.
 
         Row ``i`` of the result is the plan's value at ``now + i·dt`` (dt of the newest
-        chunk) — what the robot will be commanded at the new chunk's row-``i`` instant.
-        When ``now`` lies on the executing chunk's grid these are exactly its rows due in
-        ``[now, now + d·dt)``. The first ``d = delay_steps`` rows are frozen (weight 1);
-        the rest of the overlap gets the RTC soft decay. None without a plan.
+        chunk) as `pop` will command it (interpolated with ``interpolate``) — what the
+        robot does at the new chunk's row-``i`` instant. When ``now`` lies on the
+        executing chunk's grid these are exactly its rows due in ``[now, now + d·dt)``.
+        Rows before the plan starts (a request right after the first merge) come from the
+        first chunk itself. Frozen (weight 1): the first ``d = delay_steps`` rows, which
+        execute from the current plan while the new chunk is generated, and with
+        ``interpolate`` row ``d`` too: the last row before the switch moves towards it,
+        so the new chunk must start there for the position to be continuous. Frozen rows
+        past the plan's executable end (a latency longer than the rows left) are the
+        command the robot holds there, not the chunk's predictions. The rest of the
+        overlap gets the RTC soft decay. None without a plan.
         """
         if isinstance(delay_steps, bool) or not isinstance(delay_steps, (int, np.integer)) or delay_steps < 0:
             raise ValueError(f"delay_steps must be an int >= 0, got {delay_steps!r}")
@@ -423,17 +446,38 @@ class ChunkScheduler:
             if not self._segments:
                 return None
             dt = self._segments[-1].dt
+            # With first-order hold the last row before the switch moves towards the plan's
+            # value at the switch instant (row d): that row is fixed by what executes too.
+            executed = int(delay_steps) + (1 if self._config.interpolate and delay_steps > 0 else 0)
             rows: List[np.ndarray] = []
+            first = self._segments[0]
             for i in range(T_p):
-                hit = self._locate(now + i * dt, executable=False)
+                t = now + i * dt
+                hit = self._locate(t, executable=False)
+                if hit is None and t < first.valid_from - TIME_EPS and 0 <= first.row_at(t) < first.horizon:
+                    # Before the plan starts (the first chunk was just merged): its own
+                    # rows, so that the prefix leads into what will execute.
+                    hit = (first, first.row_at(t))
                 if hit is None:
                     break
-                rows.append(hit[0].values[hit[1]].copy())
+                seg, row = hit
+                if i < executed and row >= seg.exec_rows:
+                    # The plan runs out before the new chunk can take over: the robot holds
+                    # its last command there, so that is what the new chunk starts from.
+                    rows.append(self._value(seg, seg.exec_rows - 1, seg.exec_until - self._hold_lead(seg)))
+                else:
+                    rows.append(self._value(seg, row, t))  # as `pop` will execute it
             n = len(rows)
-            frozen = min(int(delay_steps), n)
+            frozen = min(executed, n)
             actions = np.array(rows, dtype=np.float64).reshape(n, self._action_dim)  # [n, D]
             return RtcPrefix(actions=actions, weights=rtc_soft_weights(int(T_p), frozen, n),
                              frozen_steps=frozen, start_time=float(now), dt=dt)
+
+    def _hold_lead(self, seg: _Segment) -> float:
+        """How long before ``seg``'s executable end its last command is popped: one
+        executor period (seen between consecutive `pop` calls), else a whole row."""
+        period = self._pop_period
+        return period if period is not None and 0 < period < seg.dt else seg.dt
 
     def frozen_prefix(self, now: float, delay_steps: int, T_p: int) -> Optional[Tuple[np.ndarray, float]]:
         """``(prefix_actions [d, D], start_time)``: the first `rtc_prefix` rows only."""

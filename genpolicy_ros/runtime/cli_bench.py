@@ -13,6 +13,10 @@ Four measurements in one run (see :mod:`genpolicy_ros.runtime.bench`):
    (:mod:`genpolicy_ros.ros.command_stream`, run as a child process so that this module
    stays ROS-free).
 
+``--soak-seconds N`` runs a soak *instead* of these four (:mod:`genpolicy_ros.runtime.bench.soak`):
+the node in its own process for N seconds with camera frames and generation running,
+per-window lateness, RSS, file descriptors and threads; ``soak`` in the JSON, ``soak.png``.
+
 Prints a table, writes ``--json FILE`` and, with ``--plot DIR``, PNGs.
 """
 from __future__ import annotations
@@ -25,6 +29,7 @@ import sys
 from pathlib import Path
 
 from .bench.latency import DEFAULT_BACKENDS, DEFAULT_DEVICES, DEFAULT_SPECS
+from .bench.soak import add_soak_arguments
 
 
 def _csv(text: str) -> list:
@@ -61,6 +66,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seam-plant", default="auto", choices=("auto", "task", "reach", "synthetic"),
                    help="closed loop in the model's task (task; reach is its older name), or a synthetic "
                         "open-loop stream (default auto: the task's when it fits the model)")
+    p.add_argument("--seam-grid-delays", default="",
+                   help="comma-separated delays in rows (e.g. 1,2,4): also measure the seam ratio of none / "
+                        "ensemble / rtc-hard / rtc-guided on every delay × --seam-grid-horizons cell")
+    p.add_argument("--seam-grid-horizons", default="",
+                   help="comma-separated action horizons T_a for the grid (default: the model's)")
     p.add_argument("--ros-seconds", type=float, default=20.0,
                    help="seconds of the ROS command-stream measurement: the node in its own process at --rate, "
                         "inter-arrival jitter where the commands are received; 0 skips (default 20)")
@@ -68,6 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="command message of the ROS measurement (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="noise / episode seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_soak_arguments(p)
 
 
 def inference_defaults(model_dir) -> dict:
@@ -99,6 +110,14 @@ def _check(args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {v}")
     if not 1.0 <= args.rate <= 1000.0:
         raise ValueError(f"--rate must be in [1, 1000] Hz, got {args.rate}")
+    for name, low in (("seam_grid_delays", 0), ("seam_grid_horizons", 1)):
+        text = getattr(args, name)
+        try:
+            values = [int(v) for v in _csv(text)]
+        except ValueError:
+            values = [low - 1]
+        if any(v < low for v in values):
+            raise ValueError(f"--{name.replace('_', '-')} must be comma-separated ints >= {low}, got {text!r}")
 
 
 class _Progress:
@@ -118,6 +137,10 @@ class _Progress:
 
 
 def run(args) -> int:
+    if args.soak_seconds:
+        from .bench.soak import run_soak_bench
+
+        return run_soak_bench(args)
     try:
         _check(args)
         specs_text, backends, devices = _csv(args.samplers), _csv(args.backends), _csv(args.devices)
@@ -202,7 +225,8 @@ def _run(args, lat_cfg) -> int:
         if rows_delay < 0:
             rows_delay = delay_rows(rows or [], default_spec, policy.config.horizon.dt) or 2
         other = "hard" if engine_settings.rtc_prefix_mode == "guided" else "guided"
-        seam_cfg = SeamConfig(modes=("none", "ensemble", "rtc", f"rtc-{other}"), episodes=args.seam_episodes, seconds=args.seam_seconds, delay_rows=int(rows_delay),
+        seam_cfg = SeamConfig(modes=("none", "ensemble", "rtc", f"rtc-{other}"), episodes=args.seam_episodes,
+                              seconds=args.seam_seconds, delay_rows=int(rows_delay),
                               rate_hz=args.rate, seed=args.seed, plant=args.seam_plant, settings=engine_settings)
         bar = progress.bar(len(seam_cfg.modes) * seam_cfg.episodes, "seams", "episode")
         seams = measure_seams(policy, seam_cfg, progress=(lambda: bar.update(1)) if bar else None,
@@ -212,17 +236,39 @@ def _run(args, lat_cfg) -> int:
         settings["seams"] = {"plant": seams["plant"], "delay_rows": seams["delay_rows"], "delay_s": seams["delay_s"],
                              "delay_from": "--seam-delay-rows" if args.seam_delay_rows >= 0
                              else f"p99 of the fastest backend for {default_spec} (2 if not measured)",
-                             "rtc_prefix_mode": engine_settings.rtc_prefix_mode, "episodes": seam_cfg.episodes, "seconds": seam_cfg.seconds, "rate_hz": args.rate,
+                             "rtc_prefix_mode": engine_settings.rtc_prefix_mode, "episodes": seam_cfg.episodes,
+                             "seconds": seam_cfg.seconds, "rate_hz": args.rate,
                              "engine_settings": dataclasses.asdict(engine_settings),
                              "safety_filter": "velocity/acceleration/jump limits relaxed to their maxima"}
+
+    seam_grid = None
+    if args.seam_grid_delays:
+        from .bench.seams import GRID_MODES, format_seam_grid, measure_seam_grid
+
+        horizons = [int(h) for h in _csv(args.seam_grid_horizons)] or [
+            engine_settings.action_horizon or policy.config.horizon.T_a]
+        grid_cfg = SeamConfig(modes=GRID_MODES, episodes=args.seam_episodes, seconds=args.seam_seconds,
+                              rate_hz=args.rate, seed=args.seed, plant=args.seam_plant, settings=engine_settings)
+        delays = [int(d) for d in _csv(args.seam_grid_delays)]
+        bar = progress.bar(len(delays) * len(horizons) * len(GRID_MODES) * args.seam_episodes, "seam grid", "episode")
+        seam_grid = measure_seam_grid(policy, grid_cfg, delays, horizons,
+                                      progress=(lambda: bar.update(1)) if bar else None,
+                                      task_plant=getattr(args, "task_plant", None))
+        if bar:
+            bar.close()
 
     ros_stream = _measure_ros_stream(args, skipped)
 
     report = rep.build_report(machine=rep.machine_info(), model=rep.model_info(args.model, policy),
                               settings=settings, latency_rows=rows, speedup=speed, executor=executor,
                               seams=seams, skipped=skipped, ros_stream=ros_stream)
+    report["soak"] = {"skipped": True, "reason": "no --soak-seconds (a soak runs alone)"}
+    if seam_grid is not None:
+        report["seam_grid"] = seam_grid
     path = rep.write_json(report, args.json)
     print(rep.format_table(report))
+    if seam_grid is not None:
+        print("\n" + format_seam_grid(seam_grid))
     print(f"\nreport written to {path}")
     if args.plot:
         from .bench import plots

@@ -48,10 +48,10 @@ import numpy as np
 
 from .chunk import ActionChunk
 from .chunk_scheduler import ChunkScheduler, SchedulerConfig
+from .engine_settings import BLENDING, EngineSettings, ModelInfo  # noqa: F401  (re-exported)
 from .generation_worker import GenerationRequest, WorkerError, obs_from_snapshot
 from .latency import LatencyTracker
 from .observation_buffer import AddStatus, ObservationBuffer
-from .engine_settings import BLENDING, EngineSettings, ModelInfo  # noqa: F401  (re-exported)
 from .safety_filter import SafetyConfig, SafetyFilter, SafetyResult, SafetyStatus
 
 LOG = logging.getLogger("genpolicy_ros.runtime.engine")

@@ -18,7 +18,9 @@ recorded) instead of being skipped. Lateness (start − deadline) samples go int
 buffer; `stats` gives p50/p99/max in milliseconds.
 
 `set_rate` takes effect after the current tick: the new grid starts at that tick's
-deadline. Exceptions raised by the callback are caught, counted and never stop the loop.
+deadline. A clock that goes back (simulated time restarting: the node's command loop runs
+on ``/clock`` under ``use_sim_time``, ros/sim_time.py) starts a new grid at the current time.
+Exceptions raised by the callback are caught, counted and never stop the loop.
 
 Real-time notes (shared/design/references.md, "Real-time behaviour of Python"): a
 same-process thread that holds the GIL (e.g. a PyTorch sampler with Python glue) adds
@@ -125,6 +127,7 @@ class RateLoop:
         self._thread: Optional[threading.Thread] = None
         self._pending_period: Optional[float] = None
         self._origin: Optional[float] = None
+        self._last_start: Optional[float] = None  # clock reading when the last tick started
         self._k = 0
         self._lateness = np.zeros(window, dtype=np.float64)  # [window] ring buffer, seconds
         self._n_late = 0
@@ -170,8 +173,10 @@ class RateLoop:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def run_ticks(self, n: int) -> int:
-        """Run ``n`` callbacks synchronously on the injected clock/sleep (deterministic mode)."""
+    def run_ticks(self, n: int, wait: bool = True) -> int:
+        """Run ``n`` callbacks synchronously on the injected clock/sleep (deterministic mode).
+        ``wait=False``: run each at once, its deadline = now (the caller owns time, e.g. a
+        replay stepping ``/clock`` itself: waiting for the next step would wait for itself)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         if self.running:
@@ -179,7 +184,7 @@ class RateLoop:
         self._stop.clear()
         done = 0
         for _ in range(n):
-            if not self._one_tick():
+            if not self._one_tick(wait=wait):
                 break
             done += 1
         return done
@@ -190,29 +195,38 @@ class RateLoop:
             if not self._one_tick():
                 break
 
-    def _wait_until(self, deadline: float) -> bool:
-        """Sleep until ``deadline``; False when stopped meanwhile."""
+    def _wait_until(self, deadline: float) -> Optional[str]:
+        """Sleep until ``deadline`` -> "reached", "rewound" (the clock went back before the
+        last tick: simulated time restarted), or None when stopped meanwhile."""
         while True:
             if self._stop.is_set():
-                return False
-            remaining = deadline - self._clock()
+                return None
+            now = self._clock()
+            if self._last_start is not None and now < self._last_start - TIME_EPS:
+                return "rewound"
+            remaining = deadline - now
             if remaining <= 0:
-                return True
+                return "reached"
             if self._sleep is not None:
                 self._sleep(remaining)
             elif self._stop.wait(remaining):
-                return False
+                return None
 
-    def _one_tick(self) -> bool:
-        if self._origin is None:
+    def _one_tick(self, wait: bool = True) -> bool:
+        if self._origin is None or not wait:
             self._origin = self._clock()
             self._k = 0
         with self._lock:
             period = self._period
         deadline = self._origin + self._k * period
-        if not self._wait_until(deadline):
+        outcome = self._wait_until(deadline)
+        if outcome is None:
             return False
+        if outcome == "rewound":  # a new grid on the new timeline, starting now
+            self._origin, self._k = self._clock(), 0
+            deadline = self._origin
         started = self._clock()
+        self._last_start = started
         lateness = started - deadline
         tick = Tick(index=self._ticks, grid_index=self._k, deadline=deadline, started_at=started,
                     lateness_s=lateness, period_s=period)

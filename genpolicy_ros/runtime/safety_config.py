@@ -104,7 +104,8 @@ class SafetyConfig:
         lower = _per_joint("lower", lower, dim, positive=False)
         upper = _per_joint("upper", self.upper, dim, positive=False)
         if not (lower < upper).all():
-            raise ValueError(f"SafetyConfig needs lower < upper for every joint, got {lower.tolist()} / {upper.tolist()}")
+            raise ValueError(f"SafetyConfig needs lower < upper for every joint, got {lower.tolist()} / "
+                             f"{upper.tolist()}")
         margin = _per_joint("position_margin", self.position_margin, dim, positive=True, allow_zero=True)
         if not (lower + margin <= upper - margin).all():
             raise ValueError("SafetyConfig.position_margin leaves an empty range: need lower+margin <= upper-margin")

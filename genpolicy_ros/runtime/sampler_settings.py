@@ -1,12 +1,20 @@
-"""`SamplerSettings`: how one chunk is sampled — torch-free, so the real-time process (the
-policy node, the engine) can build and validate them without importing torch; the
-generation child resolves and applies them (runtime/backends)."""
+"""How one chunk is sampled: :class:`SamplerSettings`, torch-free.
+
+The real-time (node) process builds these and sends them to the generation child; only
+the child imports torch. ``runtime/backends`` re-exports the class.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 
 SAMPLERS = ("flow", "ddim", "ddpm", "regression")
+PREFIX_MODES = ("hard", "guided")
+PRECISIONS = ("fp32", "fp16", "bf16")  # fp16: CUDA backends; bf16: openvino on CPUs with bf16
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,12 @@ class SamplerSettings:
               "guidance_scale": float(self.guidance_scale), "eta": self.eta}
         return {k: v for k, v in kw.items() if v is not None}
 
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    @property
+    def label(self) -> str:
+        """Short name for logs and diagnostics, e.g. ``flow-10`` or ``ddim-10 eta=0.5 w=2``."""
+        text = f"{self.sampler or 'default'}-{self.num_steps if self.num_steps is not None else 'default'}"
+        if self.eta:
+            text += f" eta={self.eta:g}"
+        if self.guidance_scale != 1.0:
+            text += f" w={self.guidance_scale:g}"
+        return text

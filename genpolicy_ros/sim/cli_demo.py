@@ -52,10 +52,9 @@ def find_model(name: str, given: Optional[str]) -> Optional[Path]:
 
 
 def run(args) -> int:
+    from ..tasks.model_task import model_task
     from .evaluation import EvalConfig, check_schema, evaluate
     from .report import format_table, plot_trajectories
-
-    from ..tasks.model_task import model_task
 
     wanted = [("flow", DEFAULT_FLOW, args.flow_model, "reach")]  # (label, shipped name, --option, task)
     if not args.no_obstacle:

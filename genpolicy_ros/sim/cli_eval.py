@@ -44,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--action-horizon", type=int, metavar="N",
                    help="T_a: rows executed per chunk (default: the model's); larger tolerates more latency")
     p.add_argument("--control-rate", type=float, default=100.0, metavar="HZ", help="command rate (default 100)")
+    p.add_argument("--rtc-mode", choices=("hard", "guided"), help="with --chunk-blending rtc: how the frozen prefix "
+                   "is imposed (default: the node's)")
+    p.add_argument("--emulate-latency-ms", type=float, default=0.0, metavar="MS",
+                   help="latency emulation in the policy node's generation process (every chunk takes at least "
+                        "MS; off by default): evaluate as if the model were that slow")
     p.add_argument("--episode-s", type=float, default=None, metavar="S",
                    help="episode length (default: the task's, 3 s for reach)")
     p.add_argument("--rate-factor", type=float, default=1.0, metavar="X",
@@ -74,7 +79,8 @@ def _eval_config(args, model_dir: str, task: str):
                       num_steps=args.num_steps, output_mode=args.output_mode, chunk_blending=args.chunk_blending,
                       control_rate_hz=args.control_rate, action_horizon=args.action_horizon, episode_s=args.episode_s,
                       rate_factor=args.rate_factor, policy_seed=args.policy_seed, backend=args.backend,
-                      device=args.device, domain_id=args.domain_id, progress=args.progress, task=task)
+                      device=args.device, domain_id=args.domain_id, progress=args.progress, task=task,
+                      rtc_prefix_mode=args.rtc_mode, emulate_latency_ms=args.emulate_latency_ms)
 
 
 def _baseline(args) -> str:
@@ -86,10 +92,9 @@ def _baseline(args) -> str:
 
 
 def run(args) -> int:
+    from ..tasks.model_task import resolve_eval_task
     from .evaluation import evaluate
     from .report import format_table
-
-    from ..tasks.model_task import resolve_eval_task
 
     try:
         task = resolve_eval_task(args.model, requested_task(args), force=args.force)

@@ -49,9 +49,8 @@ def run(args) -> int:
     from rclpy.parameter import Parameter
 
     from ..ros.spin import spin_until_shutdown
-    from .node import SimNode
-
     from ..tasks import get_task
+    from .node import SimNode
 
     camera_rate = get_task(args.task).defaults.camera_rate_hz if args.camera_rate_hz is None else args.camera_rate_hz
     overrides = [

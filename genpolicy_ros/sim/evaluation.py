@@ -65,9 +65,18 @@ from typing import List, Optional
 from ..ros.node_process import NodeProcess, default_domain_id, node_command
 from .eval_baseline import dataset_of, default_baseline_dir, ensure_regression_baseline  # noqa: F401 (API)
 from .eval_probe import SIM_NODE, Evaluator, wait_for
-from .eval_results import (SCHEMA_KEYS, EpisodeRecord, EvalResult, check_schema,  # noqa: F401 (API)
-                           diagnostics_summary, last_reported, latency_from_diagnostics, machine_info, percentiles,
-                           stage_statistics)
+from .eval_results import (  # noqa: F401 (API)
+    SCHEMA_KEYS,
+    EpisodeRecord,
+    EvalResult,
+    check_schema,
+    diagnostics_summary,
+    last_reported,
+    latency_from_diagnostics,
+    machine_info,
+    percentiles,
+    stage_statistics,
+)
 
 NS_PER_S = 1_000_000_000
 OUTPUT_MODES = ("joint_trajectory", "forward_command")
@@ -91,6 +100,8 @@ class EvalConfig:
     num_steps: Optional[int] = None
     output_mode: str = "joint_trajectory"
     chunk_blending: Optional[str] = None  # None = the policy node's default
+    rtc_prefix_mode: Optional[str] = None  # hard | guided; None = the node's default
+    emulate_latency_ms: float = 0.0  # the node's latency emulation (slow-model study); 0 = off
     control_rate_hz: float = 100.0
     action_horizon: Optional[int] = None
     episode_s: Optional[float] = None
@@ -117,6 +128,10 @@ class EvalConfig:
             raise ValueError(f"num_steps must be an int in [1, 1000] or None, got {self.num_steps!r}")
         if self.output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {self.output_mode!r}")
+        if self.rtc_prefix_mode is not None and self.rtc_prefix_mode not in ("hard", "guided"):
+            raise ValueError(f"rtc_prefix_mode must be hard, guided or None, got {self.rtc_prefix_mode!r}")
+        if not (isinstance(self.emulate_latency_ms, (int, float)) and 0.0 <= self.emulate_latency_ms <= 10000.0):
+            raise ValueError(f"emulate_latency_ms must be in [0, 10000], got {self.emulate_latency_ms!r}")
         if self.chunk_blending is not None and self.chunk_blending not in BLENDINGS:
             raise ValueError(f"chunk_blending must be one of {BLENDINGS}, got {self.chunk_blending!r}")
         if not (1.0 <= self.control_rate_hz <= 1000.0):
@@ -162,6 +177,8 @@ def policy_node_command(cfg: EvalConfig, use_sim_time: bool = False) -> List[str
         "num_steps": cfg.num_steps,
         "action_horizon": cfg.action_horizon,
         "chunk_blending": cfg.chunk_blending,
+        "rtc_prefix_mode": cfg.rtc_prefix_mode,
+        "emulate_latency_ms": float(cfg.emulate_latency_ms) if cfg.emulate_latency_ms else None,
         "use_sim_time": True if use_sim_time else None,
     })
 
@@ -294,7 +311,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         settings={"seed": cfg.seed, "policy_seed": cfg.policy_seed, "output_mode": cfg.output_mode,
                   "chunk_blending": last_reported(diagnostics, "chunk_blending", cfg.chunk_blending),
                   "action_horizon_effective": last_reported(diagnostics, "action_horizon", cfg.action_horizon),
-                  "control_rate_hz": cfg.control_rate_hz,
+                  "control_rate_hz": cfg.control_rate_hz, "rtc_prefix_mode": cfg.rtc_prefix_mode,
+                  "emulate_latency_ms": cfg.emulate_latency_ms,
                   "action_horizon": cfg.action_horizon, "episode_s": episode_s, "task": task.name,
                   "modes": list(modes),
                   "rate_factor": cfg.rate_factor, "backend": cfg.backend, "device": cfg.device,

@@ -23,7 +23,8 @@ class SimParams:
     task: str = DEFAULT_TASK
     seed: int = 0
     episode_s: float = 0.0  # 0 = the task's default
-    physics_rate_hz: float = 0.0  # loop / joint_states rate (simulated time); divides the task's physics rate; 0 = task's
+    # loop / joint_states rate (simulated time); divides the task's physics rate; 0 = the task's
+    physics_rate_hz: float = 0.0
     camera_rate_hz: float = 10.0  # 0 = no camera (no rendering)
     image_height: int = 0  # 0 = each camera's own size
     image_width: int = 0

@@ -17,8 +17,17 @@ import numpy as np
 from ..data.episodes import DatasetMetadata, Episode, EpisodeDataset
 from .expert import ReachExpert
 from .protocol import state_vector
-from .reach_env import (ARM_JOINTS, JOINT_LOWER, JOINT_UPPER, STATE_INPUTS, STATE_NAMES, TARGET_INPUT, TARGET_NAMES,
-                        ReachEnv, ReachTaskConfig)
+from .reach_env import (
+    ARM_JOINTS,
+    JOINT_LOWER,
+    JOINT_UPPER,
+    STATE_INPUTS,
+    STATE_NAMES,
+    TARGET_INPUT,
+    TARGET_NAMES,
+    ReachEnv,
+    ReachTaskConfig,
+)
 
 CAMERA = "overhead"
 

@@ -8,8 +8,8 @@ Chi et al. 2023, and of ``diffusers.optimization.get_cosine_schedule_with_warmup
     m(s) = r + (1 − r) · ½ · (1 + cos(π · (s − W) / (S − W)))   for W <= s <= S
     m(s) = r                                              for s > S
 
-A warm-up longer than the run is cut to ``S`` (W = min(W, S)). The trainer sets the learning rate from the step number each step, so resuming needs no
-scheduler state.
+A warm-up longer than the run is cut to ``S`` (W = min(W, S)). The trainer sets the
+learning rate from the step number each step, so resuming needs no scheduler state.
 """
 from __future__ import annotations
 

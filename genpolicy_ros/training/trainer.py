@@ -208,7 +208,7 @@ class Trainer:
             torch.manual_seed(seed)
             np.random.seed(seed % 2**32)
             random.seed(seed)
-        self.history = [(s, l) for s, l in read_losses(self.out_dir) if s <= self.step]
+        self.history = [(s, loss) for s, loss in read_losses(self.out_dir) if s <= self.step]
 
     # ------------------------------------------------------------------ loop
     def train(self, stop_after: Optional[int] = None) -> TrainResult:
@@ -332,7 +332,8 @@ class Trainer:
         opt_tensors, opt_meta = flatten_optimizer_state(self.optimizer.state_dict())
         tensors.update(opt_tensors)
         if self.ema is not None:
-            tensors.update({f"ema.{k}": v.detach().cpu().contiguous().clone() for k, v in self.ema.state_dict().items()})
+            tensors.update({f"ema.{k}": v.detach().cpu().contiguous().clone()
+                            for k, v in self.ema.state_dict().items()})
         for kind, per_rank in gathered.items():
             for r, t in enumerate(per_rank):
                 tensors[f"rng.{kind}.{r}"] = t.contiguous().clone()

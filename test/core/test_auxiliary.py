@@ -2,8 +2,16 @@
 import pytest
 import torch
 
-from genpolicy_ros.core.config import (ActionSpec, AuxiliaryConfig, ConfigError, EncoderConfig, HorizonConfig,
-                                       NetworkConfig, ObservationSpec, PolicyConfig)
+from genpolicy_ros.core.config import (
+    ActionSpec,
+    AuxiliaryConfig,
+    ConfigError,
+    EncoderConfig,
+    HorizonConfig,
+    NetworkConfig,
+    ObservationSpec,
+    PolicyConfig,
+)
 from genpolicy_ros.core.policy import GenerativePolicy
 
 T_O, T_P = 2, 8

@@ -10,10 +10,25 @@ import pytest
 import torch
 from safetensors.torch import save as safetensors_save
 
-from genpolicy_ros.core.checkpoint import (CONFIG_FILE, WEIGHTS_FILE, IncompatibleModelError, ModelLoadError,
-                                           check_compatible, load_model_dir, save_model_dir)
-from genpolicy_ros.core.config import (FORMAT_VERSION, ActionSpec, ConfigError, EncoderConfig, HorizonConfig,
-                                       NetworkConfig, ObservationSpec, PolicyConfig)
+from genpolicy_ros.core.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    IncompatibleModelError,
+    ModelLoadError,
+    check_compatible,
+    load_model_dir,
+    save_model_dir,
+)
+from genpolicy_ros.core.config import (
+    FORMAT_VERSION,
+    ActionSpec,
+    ConfigError,
+    EncoderConfig,
+    HorizonConfig,
+    NetworkConfig,
+    ObservationSpec,
+    PolicyConfig,
+)
 from genpolicy_ros.core.policy import GenerativePolicy
 
 

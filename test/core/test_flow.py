@@ -268,6 +268,69 @@ def test_guided_prefix_reduces_prefix_error(method):
     assert bool(torch.isfinite(guided).all())
 
 
+class SmoothGaussianField:
+    """Exact velocity of the linear path for data x1 ~ N(mean, C) per action dim, C a smooth
+    (squared-exponential, 4-row) covariance over the chunk's rows: a denoiser that responds
+    to its input the way a well-trained one does. Its unconditional chunks sit at ``mean``."""
+
+    def __init__(self, horizon=16, mean=-0.5):
+        idx = torch.arange(horizon, dtype=torch.float64)
+        self.cov = 0.25 * torch.exp(-0.5 * (idx[:, None] - idx[None, :]) ** 2 / 16.0) + 1e-4 * torch.eye(horizon)
+        self.mean, self.eye = mean, torch.eye(horizon, dtype=torch.float64)
+
+    def __call__(self, x, t):  # x [B, T, D] float64, t [B]
+        tt = t.reshape(-1, 1, 1).clamp(max=1 - 1e-9)
+        gain = tt * self.cov @ torch.linalg.inv(tt * tt * self.cov + (1 - tt) ** 2 * self.eye)  # [B, T, T]
+        x1_hat = self.mean + gain @ (x - tt * self.mean)  # E[x1 | x_t]
+        return (x1_hat - x) / (1 - tt)
+
+
+def _curvature(out, rows):
+    """Mean over samples of the largest |second difference| centred on ``rows``."""
+    d2 = out[:, 2:] - 2 * out[:, 1:-1] + out[:, :-2]  # [B, T-2, D], entry i is centred on row i+1
+    return float(d2[:, rows.start - 1:rows.stop - 1].abs().amax(dim=(1, 2)).mean())
+
+
+def test_guided_prefix_is_smoother_than_hard_across_the_soft_rows():
+    """Known case: unconditional chunks far from the prefix (mean −0.5 vs a ramp from +0.6).
+    Both modes reach the frozen rows exactly; the guidance lets the responsive field carry
+    the prefix's motion into the soft rows, so the transition is smoother than replacement
+    alone, which only blends the field's own chunk with the prefix row by row."""
+    field = SmoothGaussianField()
+    T, frozen, overlap = 16, 3, 10
+    target = (0.6 + 0.05 * torch.arange(T, dtype=torch.float64)).view(1, T, 1)  # the previous chunk
+    weights = rtc_prefix_weights(T, frozen, overlap - frozen).double()
+    noise = torch.randn(64, T, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    free = integrate(field, noise, 10)
+    out = {mode: integrate(field, noise, 10, prefix=PrefixConstraint(target, weights, mode))
+           for mode in ("hard", "guided")}
+    assert float((free[:, :frozen] - target[:, :frozen]).abs().mean()) > 0.8, "free chunks already near the prefix"
+    for mode, chunk in out.items():
+        assert torch.equal(chunk[:, :frozen], target[:, :frozen].expand(64, -1, -1)), f"{mode}: frozen rows"
+    soft = range(frozen - 1, overlap)  # from the last frozen row to the end of the overlap
+    smooth_guided, smooth_hard = _curvature(out["guided"], soft), _curvature(out["hard"], soft)
+    # measured 0.085 vs 0.095 (0.89-0.94 of hard over noise seeds 0-4)
+    assert smooth_guided < 0.95 * smooth_hard, f"curvature guided {smooth_guided:.3f} vs hard {smooth_hard:.3f}"
+
+
+def test_guided_prefix_on_a_field_that_ignores_its_input_is_the_replacement():
+    """A velocity whose data estimate x̂1 does not depend on x_t (∂x̂1/∂x_t = 0: a network that
+    has memorised one chunk) gives RTC's vector-Jacobian product nothing to act through.
+    Guided must then fall back to the replacement (frozen rows reached, soft rows
+    blended) — not to the unconstrained chunk, which is what guided RTC measured before."""
+    chunk = torch.full((1, 8, 2), -0.7)
+
+    def memorised(x, t):
+        return (chunk - x) / (1 - t.view(-1, 1, 1))  # x̂1 = chunk whatever x
+
+    noise, prefix = _prefix_problem(batch=16, mode="guided")
+    hard = integrate(memorised, noise, 10, prefix=PrefixConstraint(prefix.target, prefix.weights, "hard"))
+    guided = integrate(memorised, noise, 10, prefix=prefix)
+    torch.testing.assert_close(guided, hard, atol=1e-5, rtol=0)
+    rows = prefix.frozen_rows()
+    assert torch.equal(guided[:, rows], prefix.target.expand_as(guided)[:, rows])
+
+
 def test_guided_prefix_with_zero_weights_changes_nothing():
     noise, prefix = _prefix_problem(mode="guided")
     none = PrefixConstraint(prefix.target, torch.zeros_like(prefix.weights), mode="guided")

@@ -4,8 +4,8 @@ import torch
 
 from genpolicy_ros.core.networks import (
     ConditionalUnet1D,
-    KeypointConvEncoder,
     DiTConfig,
+    KeypointConvEncoder,
     ObsEncoderConfig,
     ObservationEncoder,
     ResNetEncoder,
@@ -210,7 +210,8 @@ def test_default_parameter_counts():
     # T_o = 2 steps of a small 32-wide token (e.g. low-dim state features)
     unet = build_denoiser("unet1d", action_dim=7, horizon=16, cond_dim=2 * 32)
     dit_x = build_denoiser("dit", action_dim=7, horizon=16, cond_dim_per_token=32, n_obs_tokens=2)
-    dit_c = build_denoiser("dit", action_dim=7, horizon=16, cond_dim_per_token=32, n_obs_tokens=2, cond_mode="in_context")
+    dit_c = build_denoiser("dit", action_dim=7, horizon=16, cond_dim_per_token=32, n_obs_tokens=2,
+                           cond_mode="in_context")
     vision = ResNetEncoder(VisionEncoderConfig())
     counts = {
         "unet1d(64,128,256)": count_parameters(unet),

@@ -17,8 +17,15 @@ import pytest
 import scipy.linalg
 import torch
 
-from genpolicy_ros.core.config import (ActionSpec, DiffusionConfig, EncoderConfig, FlowConfig,
-                                       HorizonConfig, NetworkConfig, ObservationSpec, PolicyConfig)
+from genpolicy_ros.core.config import (
+    ActionSpec,
+    EncoderConfig,
+    FlowConfig,
+    HorizonConfig,
+    NetworkConfig,
+    ObservationSpec,
+    PolicyConfig,
+)
 from genpolicy_ros.core.policy import GenerativePolicy
 
 SMALL_UNET = {"down_dims": [16, 32], "time_embed_dim": 32}

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from genpolicy_ros.core.config import ConfigError, ObservationSpec, PolicyConfig, check_state_inputs
+from genpolicy_ros.core.config import ConfigError, PolicyConfig, check_state_inputs
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = ["shoulder", "elbow", "target_x", "target_y", "cube_x", "cube_y", "cube_z", "cube_qw"]

@@ -6,9 +6,10 @@ import pickle
 import numpy as np
 import pytest
 
-from data_fixtures import FPS, H, LENGTHS, W, frame_value
 from genpolicy_ros.data.lerobot import LeRobotFormatError, read_lerobot
 from genpolicy_ros.data.video import VideoError
+
+from data_fixtures import FPS, LENGTHS, H, W, frame_value
 
 
 def test_default_mapping_reads_state_and_action_by_name(lerobot_dir):

@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from data_fixtures import ROBOMIMIC_LENGTHS
 from genpolicy_ros.data.robomimic import RobomimicFormatError, read_robomimic
+
+from data_fixtures import ROBOMIMIC_LENGTHS
 
 
 def test_default_reads_every_low_dim_key_in_demo_order_with_dt_from_env_args(robomimic_file):

@@ -15,16 +15,14 @@ import time
 from typing import Callable, List, Optional
 
 import numpy as np
-
 import rclpy
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.parameter import Parameter
-
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
 from rcl_interfaces.srv import SetParameters
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
@@ -49,8 +47,15 @@ def make_model_dir(path, kind: str = "flow", cameras=(), image_size=(64, 64), se
     import torch
 
     from genpolicy_ros.core.checkpoint import save_model_dir
-    from genpolicy_ros.core.config import (ActionSpec, DiffusionConfig, EncoderConfig, HorizonConfig,
-                                           NetworkConfig, ObservationSpec, PolicyConfig)
+    from genpolicy_ros.core.config import (
+        ActionSpec,
+        DiffusionConfig,
+        EncoderConfig,
+        HorizonConfig,
+        NetworkConfig,
+        ObservationSpec,
+        PolicyConfig,
+    )
     from genpolicy_ros.core.policy import GenerativePolicy
 
     encoder = {"proprio_feature_dim": 16, "proprio_hidden": [32]}

@@ -90,9 +90,10 @@ def test_colcon_install_layout(installed):
 
 
 def test_installed_policy_node_reaches_active_over_lifecycle_services(installed):
-    import policy_node_harness as h  # test/ros is on pytest's pythonpath
     import rclpy
     from lifecycle_msgs.srv import GetState
+
+    import policy_node_harness as h  # test/ros is on pytest's pythonpath
 
     prefix = installed / "install" / PACKAGE
     node = prefix / "lib" / PACKAGE / "policy_node"

@@ -12,10 +12,9 @@ import pytest
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.ros
 
-import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
+from genpolicy_ros.ros.command_stream import StreamProbeConfig, gap_statistics, measure_command_stream  # noqa: E402
 
-from genpolicy_ros.ros.command_stream import (StreamProbeConfig, gap_statistics,  # noqa: E402
-                                              measure_command_stream)
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 DOMAIN_ID = 78
 

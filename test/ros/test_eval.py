@@ -16,10 +16,10 @@ ensure_headless_gl()  # before the first `import mujoco`
 pytest.importorskip("mujoco")
 pytestmark = pytest.mark.ros
 
-import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
-
 from genpolicy_ros.sim import evaluation as E  # noqa: E402
 from genpolicy_ros.sim.report import format_table, plot_trajectories  # noqa: E402
+
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 DOMAIN_ID = 207 + os.getpid() % 20  # 207..226: clear of the other suites (71..199) and test_replay
 

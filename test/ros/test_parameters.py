@@ -22,6 +22,8 @@ CONTRACT = {  # architecture.md: name -> runtime-changeable (★)
     # Extensions (issue 9): the tracking check's tolerance, what to do with unstamped
     # messages, how camera frames of another size are fitted.
     "max_tracking_error": True, "unstamped_inputs": True, "image_resize": True,
+    # Extensions (issue 11): inference precision, latency emulation for the slow-model study.
+    "precision": False, "emulate_latency_ms": False, "rtc_prefix_mode": True,
 }
 
 

@@ -15,14 +15,14 @@ pytest.importorskip("rclpy")
 pytest.importorskip("cv2")
 pytestmark = pytest.mark.ros
 
-import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
-
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from genpolicy_ros.ros import conversions as conv  # noqa: E402
 from genpolicy_ros.ros.policy_node import PolicyNode  # noqa: E402
 from genpolicy_ros.runtime.rate_loop import RateLoop  # noqa: E402
+
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 DOMAIN_ID = 73
 TIMEOUT_S = 0.3

@@ -16,12 +16,12 @@ pytestmark = [
     pytest.mark.ros,
 ]
 
-import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
-
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from genpolicy_ros.ros.policy_node import PolicyNode  # noqa: E402
+
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 DOMAIN_ID = 72
 TIMEOUT_S = 0.3

@@ -15,12 +15,12 @@ pytestmark = [
     pytest.mark.ros,
 ]
 
-import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
-
 from rcl_interfaces.srv import SetParametersAtomically  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from genpolicy_ros.ros.policy_node import PolicyNode  # noqa: E402
+
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 DOMAIN_ID = 74
 

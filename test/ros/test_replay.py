@@ -12,14 +12,20 @@ import pytest
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.ros
 
-import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
-
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from genpolicy_ros.cli import main as cli_main  # noqa: E402
 from genpolicy_ros.data.bags import BagWriter  # noqa: E402
-from genpolicy_ros.ros.replay import (CHUNK_TOPIC, COMMAND_TOPICS, ReplayConfig, compare_bags,  # noqa: E402
-                                      output_sequences, replay_bag)
+from genpolicy_ros.ros.replay import (  # noqa: E402
+    CHUNK_TOPIC,
+    COMMAND_TOPICS,
+    ReplayConfig,
+    compare_bags,
+    output_sequences,
+    replay_bag,
+)
+
+import policy_node_harness as H  # noqa: E402  (test/ros is on pytest's pythonpath)
 
 DOMAIN_ID = 40 + os.getpid() % 20  # 40..59: clear of the other suites (71..199) and test_eval (207..226)
 T0_NS = 5_000_000_000  # bag time starts at 5 s

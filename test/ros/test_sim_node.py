@@ -142,12 +142,14 @@ def test_publishes_joint_states_images_and_clock_at_configured_rates(harness_fac
     stamps = np.array([_ns(m.header.stamp) for m in h.states])  # [N] ns
     steps = np.diff(stamps)
     # Stamps lie on the 10 ms physics grid; best-effort QoS may drop a message under load.
-    assert np.all(steps % 10_000_000 == 0) and np.all(steps > 0), f"joint_states stamps off the 10 ms grid: {np.unique(steps)}"
+    assert np.all(steps % 10_000_000 == 0) and np.all(steps > 0), \
+        f"joint_states stamps off the 10 ms grid: {np.unique(steps)}"
     assert np.mean(steps == 10_000_000) >= 0.9, f"joint_states not every 10 ms: {np.unique(steps, return_counts=True)}"
     assert list(h.states[0].name) == ["shoulder", "elbow", "target_x", "target_y"]
     assert len(h.states[0].position) == 4 and len(h.states[0].velocity) == 4
     cam = np.array([_ns(m.header.stamp) for m in h.images])
-    assert np.all(np.diff(cam) % 100_000_000 == 0) and np.all(np.diff(cam) > 0), f"camera stamps off the 100 ms grid: {np.diff(cam)}"
+    assert np.all(np.diff(cam) % 100_000_000 == 0) and np.all(np.diff(cam) > 0), \
+        f"camera stamps off the 100 ms grid: {np.diff(cam)}"
     assert np.mean(np.diff(cam) == 100_000_000) >= 0.7, f"camera frames not every 100 ms: {np.diff(cam)}"
     assert set(cam) <= set(stamps), "each frame carries the stamp of a joint_states tick"
     clocks = {_ns(m.clock) for m in h.clocks}

@@ -1,17 +1,30 @@
 """Inference backends: every available backend computes eager's chunk; unavailable ones say why;
 ``auto`` falls back with a log line; the engine cache keys on what an engine depends on and
 survives corrupt entries."""
+import copy
 import json
 import logging
 
 import pytest
 import torch
 
-from genpolicy_ros.core.config import (ActionSpec, EncoderConfig, HorizonConfig, NetworkConfig, ObservationSpec,
-                                       PolicyConfig)
+from genpolicy_ros.core.config import (
+    ActionSpec,
+    EncoderConfig,
+    HorizonConfig,
+    NetworkConfig,
+    ObservationSpec,
+    PolicyConfig,
+)
 from genpolicy_ros.core.policy import GenerativePolicy
-from genpolicy_ros.runtime.backends import (BACKENDS, AutoBackend, BackendError, SamplerSettings, create_backend,
-                                            make_noise)
+from genpolicy_ros.runtime.backends import (
+    BACKENDS,
+    AutoBackend,
+    BackendError,
+    SamplerSettings,
+    create_backend,
+    make_noise,
+)
 from genpolicy_ros.runtime.backends.base import graph_unsupported_reason
 from genpolicy_ros.runtime.backends.cache import EngineCache, EngineKey, weights_digest
 
@@ -99,13 +112,18 @@ def test_onnxruntime_hard_prefix_is_in_the_graph(onnx_backends, policies):
 def test_settings_the_graph_cannot_express_use_the_per_step_path(onnx_backends, policies):
     backend, settings = onnx_backends["flow"]
     noise = make_noise((1, 8, 3), 1)
-    for other, why in ((SamplerSettings(sampler="flow", num_steps=10, guidance_scale=2.0), "guidance_scale=2.0"),
-                       (SamplerSettings(sampler="flow", num_steps=4), "settings/shapes not prepared")):
+    not_built = "settings/shapes not prepared"
+    for other, why in ((SamplerSettings(sampler="flow", num_steps=10, guidance_scale=2.0), not_built),
+                       (SamplerSettings(sampler="flow", num_steps=4), not_built)):
         got = backend.sample(OBS, noise, other)
         assert backend.last_path.startswith(f"per_step: {why}"), backend.last_path
         err = (got - reference(policies["flow"], other, noise)).abs().max().item()
         assert err < TOL, f"per-step path ({why}) max abs err {err:.3g}"
-    assert len(backend.pending) == 1, "unprepared settings are remembered for prepare_pending()"
+    assert backend.graph_status(SamplerSettings(sampler="flow", num_steps=4), OBS) == ("build", ""), \
+        "settings a graph can express but that are not built yet can be built"
+    assert backend.graph_status(settings, OBS) == ("graph", "")
+    assert backend.graph_status(SamplerSettings(sampler="flow", num_steps=10, guidance_scale=2.0), OBS)[0] == "build", \
+        "classifier-free guidance is captured by a graph (w is a graph constant)"
     # RTC guided inpainting differentiates through the denoiser: eager
     prefix = torch.zeros(1, 3, 3)  # [1, k, D_a]
     got = backend.sample(OBS, noise, settings, prefix_actions=prefix, prefix_mode="guided")
@@ -128,14 +146,76 @@ def test_ddim_eta_and_ddpm_use_the_per_step_path(onnx_backends, policies):
         assert err < TOL, f"{other.sampler} per-step max abs err {err:.3g}"
 
 
-@pytest.mark.parametrize("name", ["cuda_graph", "tensorrt"])
-def test_gpu_backends_report_a_reason(name):
+GPU_ONLY = ("cuda_graph", "tensorrt", "torch_tensorrt")
+
+
+@pytest.mark.parametrize("name", GPU_ONLY)
+def test_gpu_backends_report_a_reason_when_unavailable(name):
     ok, reason = BACKENDS[name].available("cuda")
     if ok:
-        pytest.skip(f"{name} is available here; exercised by the GPU benchmark instead")
+        pytest.skip(f"{name} is available here: test_gpu_backend_matches_eager runs it")
     assert isinstance(reason, str) and len(reason) > 10, reason
     with pytest.raises(BackendError, match=f"backend {name} unavailable: "):
         create_backend(name, tiny_policy("flow"), "cuda")
+
+
+GPU_CASES = [("cuda_graph", "fp32"), ("cuda_graph", "fp16"), ("tensorrt", "fp32"), ("tensorrt", "fp16"),
+             ("torch_tensorrt", "fp32"), ("torch_tensorrt", "fp16"), ("compile", "fp32"), ("compile", "fp16"),
+             ("eager", "fp16"), ("onnxruntime", "fp32")]
+
+
+@pytest.mark.parametrize("name,precision", GPU_CASES)
+def test_gpu_backend_matches_eager(name, precision, tmp_path):
+    """Runs whenever a CUDA device is present (skipped with the reason otherwise)."""
+    if not torch.cuda.is_available():
+        pytest.skip(f"no CUDA device visible to torch {torch.__version__}; runs on any machine with a GPU")
+    ok, reason = BACKENDS[name].available("cuda")
+    if not ok:
+        pytest.skip(f"{name} not usable on this GPU machine: {reason}")
+    policy = tiny_policy("flow")
+    cpu_ref = copy.deepcopy(policy)  # the fp32 eager reference stays on the CPU
+    settings = SamplerSettings(sampler="flow", num_steps=10)
+    backend = create_backend(name, policy, "cuda", tmp_path, precision=precision)
+    backend.prepare(settings, OBS, with_prefix=(name != "eager"))
+    assert next(policy.parameters()).device.type == "cuda", f"{name} left the policy on the CPU"
+    tol = 1e-2 if precision == "fp16" else TOL
+    prefix = torch.tensor([[0.5, -1.0, 2.0]]).repeat(1, 8, 1)  # [1, T_p, D_a]
+    weights = torch.tensor([1, 1, 1, 0.5, 0, 0, 0, 0], dtype=torch.float32)  # [T_p]
+    for seed, kw in ((3, {}), (4, {"prefix_actions": prefix, "prefix_weights": weights, "prefix_mode": "hard"})):
+        noise = make_noise((1, 8, 3), seed)
+        got = backend.sample(OBS, noise, settings, **kw)
+        if name != "eager":
+            assert backend.last_path == "graph", backend.last_path
+        ref = reference(cpu_ref, settings, noise, **kw)
+        scale = max(1.0, ref.abs().max().item())
+        err = (got.cpu() - ref).abs().max().item()
+        assert got.device.type == "cpu" and err <= tol * scale, f"{name} {precision}: max abs err {err:.3g}"
+    backend.close()
+
+
+@pytest.mark.parametrize("name", ["eager", "onnxruntime", "compile", "auto"])
+def test_fp16_on_the_cpu_is_refused_with_a_reason(name, policies):
+    if name != "auto" and not BACKENDS[name].available("cpu")[0]:
+        pytest.skip(BACKENDS[name].available("cpu")[1])
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        create_backend(name, policies["flow"], "cpu", precision="fp16")
+
+
+def test_torch_tensorrt_picks_the_fp16_keywords_its_release_offers():
+    from genpolicy_ros.runtime.backends.torch_trt import conversion_kwargs
+
+    x = [torch.zeros(1)]
+    newer = conversion_kwargs({"arg_inputs", "use_explicit_typing", "enable_autocast", "low_precision_type",
+                               "enabled_precisions", "workspace_size"}, "fp16", x, 1 << 30)
+    assert newer["enable_autocast"] is True and newer["low_precision_type"] == torch.float16
+    assert newer["use_explicit_typing"] is True and "enabled_precisions" not in newer
+    older = conversion_kwargs({"inputs", "enabled_precisions", "use_explicit_typing"}, "fp16", x, 1 << 30)
+    assert torch.float16 in older["enabled_precisions"] and older["use_explicit_typing"] is False
+    assert older["inputs"] == x and "workspace_size" not in older
+    fp32 = conversion_kwargs({"arg_inputs", "enable_autocast", "low_precision_type"}, "fp32", x, 1 << 30)
+    assert "enable_autocast" not in fp32 and fp32["arg_inputs"] == x
+    with pytest.raises(BackendError, match="neither autocast nor enabled_precisions"):
+        conversion_kwargs({"arg_inputs"}, "fp16", x, 1 << 30)
 
 
 @pytest.mark.slow
@@ -167,14 +247,29 @@ def test_auto_falls_back_with_a_log_line(policies, caplog):
 
 
 def test_auto_skips_a_backend_whose_build_fails(policies, caplog):
-    # guidance != 1 cannot be captured: onnxruntime's prepare fails, auto logs it and uses eager
-    settings = SamplerSettings(sampler="flow", num_steps=2, guidance_scale=3.0)
-    auto = create_backend("auto", policies["flow"], "cpu")
+    # DDPM draws fresh noise in its loop and cannot be captured: the graph backends' prepare
+    # fails, auto logs each and uses eager
+    settings = SamplerSettings(sampler="ddpm", num_steps=3)
+    auto = create_backend("auto", policies["diffusion"], "cpu")
     with caplog.at_level(logging.WARNING, logger="genpolicy_ros.runtime.backends"):
         auto.prepare(settings, OBS)
     assert auto.chosen_name == "eager"
-    assert any("backend onnxruntime unavailable: " in r.getMessage() and "guidance_scale" in r.getMessage()
+    assert any("backend onnxruntime unavailable: " in r.getMessage() and "ddpm" in r.getMessage()
                for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_classifier_free_guidance_runs_in_the_graph(onnx_backends, policies, tmp_path):
+    policy = policies["flow"]
+    settings = SamplerSettings(sampler="flow", num_steps=4, guidance_scale=2.5)
+    backend = create_backend("onnxruntime", policy, "cpu", tmp_path)
+    backend.prepare(settings, OBS)
+    noise = make_noise((1, 8, 3), 6)
+    got = backend.sample(OBS, noise, settings)
+    assert backend.last_path == "graph"
+    err = (got - reference(policy, settings, noise)).abs().max().item()
+    assert err < TOL, f"CFG graph max abs err {err:.3g}"
+    plain = reference(policy, SamplerSettings(sampler="flow", num_steps=4), noise)
+    assert (got - plain).abs().max().item() > 1e-3, "the guidance weight must change the chunk"
 
 
 def test_unknown_backend_name_is_rejected(policies):
@@ -204,6 +299,20 @@ def test_cache_key_changes_with_weights_precision_shape_and_steps():
     digests = {v.digest for v in variants}
     assert k.digest not in digests and len(digests) == len(variants)
     assert _key().digest == k.digest, "the digest must be deterministic"
+
+
+def test_code_digest_covers_the_policy_and_the_export_code(tmp_path, monkeypatch):
+    from genpolicy_ros.runtime.backends.cache import CODE_PACKAGES, code_digest
+
+    assert set(CODE_PACKAGES) == {"genpolicy_ros.core", "genpolicy_ros.runtime.backends"}
+    pkg = tmp_path / "fakepkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sampler.py").write_text("STEPS = 10\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_digest.__wrapped__(("fakepkg",))
+    (pkg / "sampler.py").write_text("STEPS = 11\n")
+    assert code_digest.__wrapped__(("fakepkg",)) != before, "a code change must change the engine key"
 
 
 def test_corrupt_cache_entry_is_rebuilt(tmp_path, policies, caplog):
@@ -242,3 +351,35 @@ def test_cache_rejects_a_manifest_for_another_key(tmp_path):
     (tmp_path / f"{_key().digest}.json").write_text("{not json")
     assert cache.load(_key(), "onnx") is None
     assert not list(tmp_path.iterdir()), "a corrupt entry is removed"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_openvino_matches_eager_and_reloads_its_compiled_blob(policies, tmp_path, precision):
+    ok, reason = BACKENDS["openvino"].available("cpu")
+    if not ok:
+        pytest.skip(reason)
+    from genpolicy_ros.runtime.backends.openvino import cpu_has_bf16
+
+    if precision == "bf16" and not cpu_has_bf16():
+        with pytest.raises(ValueError, match="AVX512_BF16 or AMX"):
+            create_backend("openvino", policies["flow"], "cpu", tmp_path, precision="bf16")
+        return
+    settings = SamplerSettings(sampler="flow", num_steps=10)
+    first = create_backend("openvino", policies["flow"], "cpu", tmp_path, precision=precision)
+    first.prepare(settings, OBS, with_prefix=True)
+    assert [i["cache"] for i in first.build_info.values()] == ["miss"]
+    second = create_backend("openvino", policies["flow"], "cpu", tmp_path, precision=precision)
+    second.prepare(settings, OBS, with_prefix=True)
+    assert [i["cache"] for i in second.build_info.values()] == ["hit"], "the compiled blob is reused"
+    tol = 5e-2 if precision == "bf16" else TOL
+    prefix = torch.tensor([[0.5, -1.0, 2.0]]).repeat(1, 8, 1)  # [1, T_p, D_a]
+    weights = torch.tensor([1, 1, 1, 0.5, 0, 0, 0, 0], dtype=torch.float32)  # [T_p]
+    for seed, kw in ((3, {}), (4, {"prefix_actions": prefix, "prefix_weights": weights, "prefix_mode": "hard"})):
+        noise = make_noise((1, 8, 3), seed)
+        got = second.sample(OBS, noise, settings, **kw)
+        assert second.last_path == "graph"
+        ref = reference(policies["flow"], settings, noise, **kw)
+        err = (got - ref).abs().max().item()
+        assert err <= tol * max(1.0, ref.abs().max().item()), f"openvino {precision}: max abs err {err:.3g}"
+    with pytest.raises(ValueError, match="has no bf16"):
+        create_backend("onnxruntime", policies["flow"], "cpu", precision="bf16")

@@ -8,17 +8,36 @@ schema and the plots, not the numbers.
 import dataclasses
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from genpolicy_ros.core.checkpoint import save_model_dir
-from genpolicy_ros.core.config import (ActionSpec, EncoderConfig, HorizonConfig, NetworkConfig, ObservationSpec,
-                                       PolicyConfig)
+from genpolicy_ros.core.config import (
+    ActionSpec,
+    EncoderConfig,
+    HorizonConfig,
+    NetworkConfig,
+    ObservationSpec,
+    PolicyConfig,
+)
 from genpolicy_ros.core.policy import GenerativePolicy
 from genpolicy_ros.runtime.bench.latency import SamplerSpec, speedup_summary, twin_policy
-from genpolicy_ros.runtime.bench.seams import SeamConfig, accelerations, measure_seams, seam_ratio
+from genpolicy_ros.runtime.bench.seams import (
+    GRID_MODES,
+    SeamConfig,
+    accelerations,
+    format_seam_grid,
+    measure_seam_grid,
+    measure_seams,
+    seam_ratio,
+)
 
 T_O, T_P, T_A, DT = 2, 16, 8, 0.05
 PERIOD = 0.01
@@ -139,6 +158,23 @@ def test_seams_on_a_trained_policy_rtc_is_smoother_than_no_blending(trained_dir)
     assert again["modes"]["rtc-hard"]["metric"]["ratio"] == pytest.approx(ratios["rtc-hard"], rel=1e-9)
 
 
+def test_seam_grid_measures_every_delay_and_horizon_cell(trained_dir):
+    from genpolicy_ros.core.checkpoint import load_model_dir
+
+    policy = load_model_dir(trained_dir[0])
+    grid = measure_seam_grid(policy, SeamConfig(modes=GRID_MODES, episodes=1, seconds=1.5, seed=0), [1, 2], [4, 8])
+    cells = {(c["action_horizon"], c["delay_rows"]): c["ratios"] for c in grid["cells"]}
+    assert set(cells) == {(4, 1), (4, 2), (8, 1), (8, 2)}
+    for key, ratios in cells.items():
+        assert set(ratios) == set(GRID_MODES)
+        # both RTC modes inpaint the executed rows: their seams are far below switching without blending
+        assert ratios["rtc-hard"] < 0.5 * ratios["none"] and ratios["rtc-guided"] < 0.5 * ratios["none"], (key, ratios)
+    table = format_seam_grid(grid).splitlines()
+    assert len(table) == 2 + len(cells) and all(m in table[1] for m in GRID_MODES)
+    with pytest.raises(ValueError, match="delays"):
+        measure_seam_grid(policy, SeamConfig(), [-1], [8])
+
+
 # --------------------------------------------------------------------------- latency helpers
 def test_twin_has_the_other_kind_and_the_same_weights():
     policy = GenerativePolicy.from_config(_reach_config("flow"))
@@ -249,3 +285,37 @@ def test_seam_plant_comes_from_the_caller():
             raise AssertionError("an unfit plant must not run")
 
     assert measure_seams(policy, cfg, task_plant=Unfit())["plant"] == "synthetic"
+
+
+def test_gpu_check_runs_its_cpu_rows_and_reports_parity(tiny_model_dir, tmp_path, capsys):
+    """The Python part of scripts/gpu_check.sh, on the CPU (the GPU rows need a GPU machine)."""
+    from genpolicy_ros.runtime.bench import backend_check as gpu_check
+
+    model = tiny_model_dir
+    out = tmp_path / "gpu.json"
+    status = gpu_check.main(["--device", "cpu", "--backends", "onnxruntime", "--precisions", "fp32,fp16",
+                             "--models", str(model), "--repeats", "2", "--warmup", "0", "--seeds", "1",
+                             "--json", str(out)])
+    report = json.loads(out.read_text())
+    rows = {(r["backend"], r["precision"]): r for r in report["rows"]}
+    assert status == 0, rows
+    assert rows[("eager", "fp32")]["status"] == "ok" and rows[("eager", "fp32")]["speedup_vs_eager"] == 1.0
+    onnx = rows[("onnxruntime", "fp32")]
+    assert onnx["status"] == "ok" and onnx["parity_ok"] and onnx["max_abs_err"] < 1e-4, onnx
+    assert onnx["prefix_graph"] == "built" and onnx["paths"] == ["graph"] and onnx["p50_ms"] > 0
+    assert rows[("onnxruntime", "fp16")]["status"] == "skipped" and "fp16" in rows[("onnxruntime", "fp16")]["reason"]
+    assert "onnxruntime" in capsys.readouterr().out
+
+
+def test_gpu_check_script_dry_run_without_install(tmp_path):
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    root = Path(__file__).resolve().parents[2]
+    script = root / "scripts" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, "syntax error in gpu_check.sh"
+    env = dict(os.environ, PYTHON=sys.executable)
+    done = subprocess.run(["bash", str(script), "--no-install", "--dry-run", "--out", str(tmp_path)], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch_tensorrt" in done.stdout and (tmp_path / "gpu_check.json").is_file()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from genpolicy_ros.runtime.chunk import ActionChunk
-from genpolicy_ros.runtime.chunk_scheduler import (ChunkScheduler, SchedulerConfig, rtc_soft_weights)
+from genpolicy_ros.runtime.chunk_scheduler import ChunkScheduler, SchedulerConfig, rtc_soft_weights
 
 DT = 0.1
 
@@ -212,6 +212,82 @@ def test_rtc_continuous_when_new_chunk_starts_with_the_frozen_prefix():
     assert jump > 3 * slope_step, f"without prefix agreement a seam jump is expected, got {jump:.3f}"
 
 
+def test_rtc_prefix_with_first_order_hold_freezes_the_row_the_last_interval_moves_to():
+    """With interpolation the robot spends the delay window moving *towards* row d, so
+    row d is fixed by what executes too: d + 1 frozen rows (d with zero-order hold)."""
+    A = ramp(16, step=0.1)
+    foh = ChunkScheduler(SchedulerConfig(blending="rtc", action_horizon=12, interpolate=True))
+    zoh = ChunkScheduler(SchedulerConfig(blending="rtc", action_horizon=12, interpolate=False))
+    for s in (foh, zoh):
+        s.merge(chunk(0.0, A), now=0.05)
+    p_foh, p_zoh = foh.rtc_prefix(0.3, 2, 16), zoh.rtc_prefix(0.3, 2, 16)
+    assert p_zoh.frozen_steps == 2 and p_foh.frozen_steps == 3
+    assert (p_foh.weights[:3] == 1).all() and p_foh.weights[3] < 1
+    assert foh.rtc_prefix(0.3, 0, 16).frozen_steps == 0, "no delay, nothing executes from the old plan"
+
+
+def test_rtc_prefix_rows_are_the_values_pop_will_command():
+    """An observation stamp between two rows: the prefix is the plan as it executes (the
+    interpolated values with first-order hold), not the rows held by a lookup."""
+    A = np.stack([ramp(16, step=0.1), -ramp(16)], axis=1)  # [16, 2]
+    s = ChunkScheduler(SchedulerConfig(blending="rtc", action_horizon=12, interpolate=True))
+    s.merge(chunk(0.0, A), now=0.05)
+    p = s.rtc_prefix(now=0.33, delay_steps=3, T_p=16)
+    for i in range(p.frozen_steps + 2):
+        np.testing.assert_allclose(p.actions[i], s.pop(0.33 + i * DT), atol=1e-12)
+
+
+def test_rtc_prefix_exists_before_the_first_chunk_starts_executing():
+    """Right after the first merge the plan starts at its switch row; a request stamped
+    before that still gets the chunk's rows (else the first seam is unconstrained)."""
+    s = ChunkScheduler(SchedulerConfig(blending="rtc", action_horizon=8))
+    s.merge(chunk(0.0, ramp(16, step=0.1)), now=0.25)  # plan starts at row 3 (0.3)
+    p = s.rtc_prefix(now=0.25, delay_steps=2, T_p=16)
+    assert p is not None and p.frozen_steps == 2
+    np.testing.assert_allclose(p.actions[:3, 0], [0.2, 0.3, 0.4])
+
+
+def test_rtc_seam_is_continuous_with_first_order_hold():
+    """A generator that honours exactly the frozen rows it is given and then turns away:
+    with interpolation the executed positions have no jump at the seam (the largest
+    tick-to-tick step stays a regular row step / ticks per row)."""
+    slope, ticks_per_row = 0.1, 10
+    s = ChunkScheduler(SchedulerConfig(blending="rtc", action_horizon=10, interpolate=True))
+    s.merge(chunk(0.0, ramp(16, step=slope)), now=0.05)
+    stamp, d = 0.4, 2
+    p = s.rtc_prefix(stamp, d, 16)
+    B = np.r_[p.actions[:p.frozen_steps, 0],
+              p.actions[p.frozen_steps - 1, 0] - 0.05 * np.arange(1, 16 - p.frozen_steps + 1)]
+    res = s.merge(chunk(stamp, B), now=stamp + d * DT - 0.01)  # arrives one tick before row d
+    assert res.first_row == d
+    _, out = executed(s, 0.1, 1.3)
+    steps = np.abs(np.diff([o[0] for o in out]))
+    assert steps.max() <= slope / ticks_per_row + 1e-9, f"position jump at the seam: {steps.max():.4f}"
+
+
+def test_rtc_prefix_holds_where_the_plan_runs_out_before_the_switch():
+    """Latency longer than the executable rows left (slow model): the robot holds its last
+    command until the new chunk takes over, so the frozen rows there are that held value,
+    not the chunk's predictions; a chunk that honours them restarts without a jump."""
+    s = ChunkScheduler(SchedulerConfig(blending="rtc", action_horizon=6, interpolate=True))
+    s.merge(chunk(0.0, ramp(16, step=0.1)), now=0.05)
+    times = np.arange(0.1, 0.45, 0.01)
+    for t in times:
+        s.pop(float(t))  # the executor runs at 100 Hz until the request at 0.44
+    stamp, d = 0.44, 3  # rows due at 0.44, 0.54, 0.64: the plan ends at 0.6
+    p = s.rtc_prefix(stamp, d, 16)
+    assert p.frozen_steps == 4
+    held = s.pop(0.59)  # the last command before the end of the executable rows
+    assert s.pop(0.6) is None
+    np.testing.assert_allclose(p.actions[2:4, 0], [held[0], held[0]])  # due 0.64, 0.74: holding
+    assert p.actions[4, 0] == pytest.approx(0.84), "after the switch: the plan's prediction (soft rows)"
+    B = np.r_[p.actions[:4, 0], p.actions[3, 0] + 0.01 * np.arange(1, 13)]
+    s.merge(chunk(stamp, B), now=stamp + d * DT - 0.01)
+    out = [s.pop(float(t)) for t in np.arange(0.6, 0.9, 0.01)]
+    cmds = [held[0] if o is None else o[0] for o in out]  # what the robot is commanded (holds on None)
+    assert np.abs(np.diff(cmds)).max() < 0.01 + 1e-9, "position jump where the new chunk takes over"
+
+
 # ----------------------------------------------------------------------------- refill, config
 def test_needs_refill_from_latency_and_fraction():
     s = ChunkScheduler(SchedulerConfig(action_horizon=8))
@@ -365,8 +441,11 @@ def test_interpolation_moves_linearly_between_rows_and_hits_rows_at_due_times():
     for now, expected_row in [(0.1, 1.0), (0.125, 1.25), (0.15, 1.5), (0.2, 2.0), (0.37, 3.7)]:
         out = sched.pop(now)
         assert np.allclose(out, [expected_row, -2 * expected_row]), (now, out)
-    # The last executable row (5, T_a = 6) is held, never extrapolated towards row 6.
-    assert np.allclose(sched.pop(0.55), [5.0, -10.0])
+    # The last executable row (5, T_a = 6) moves towards the chunk's next (predicted) row,
+    # so that a chunk taking over at the end of the executable rows continues the motion;
+    # row 6 itself is never commanded from this chunk.
+    assert np.allclose(sched.pop(0.55), [5.5, -11.0])
+    assert sched.pop(0.6) is None
     zoh = ChunkScheduler(SchedulerConfig(blending="none", action_horizon=6, interpolate=False))
     zoh.merge(chunk, now=0.05)
     assert np.allclose(zoh.pop(0.15), [1.0, -2.0])

@@ -3,7 +3,6 @@
 A scripted stand-in worker (same submit/poll interface as GenerationWorker) produces
 chunks after a chosen latency on a fake clock, so every decision is deterministic.
 """
-import math
 
 import numpy as np
 import pytest

@@ -9,13 +9,26 @@ import pytest
 import torch
 
 from genpolicy_ros.core.checkpoint import load_model_dir, save_model_dir
-from genpolicy_ros.core.config import (ActionSpec, EncoderConfig, HorizonConfig, NetworkConfig, ObservationSpec,
-                                       PolicyConfig)
+from genpolicy_ros.core.config import (
+    ActionSpec,
+    EncoderConfig,
+    HorizonConfig,
+    NetworkConfig,
+    ObservationSpec,
+    PolicyConfig,
+)
 from genpolicy_ros.core.policy import GenerativePolicy
 from genpolicy_ros.runtime.backends import SamplerSettings, make_noise
 from genpolicy_ros.runtime.chunk import ActionChunk
-from genpolicy_ros.runtime.generation_worker import (GenerationRequest, GenerationWorker, ThreadGenerationWorker,
-                                                     WorkerConfig, WorkerError, WorkerState, obs_from_snapshot)
+from genpolicy_ros.runtime.generation_worker import (
+    GenerationRequest,
+    GenerationWorker,
+    ThreadGenerationWorker,
+    WorkerConfig,
+    WorkerError,
+    WorkerState,
+    obs_from_snapshot,
+)
 from genpolicy_ros.runtime.latency import LatencyTracker
 
 T_O, T_P, D_A, D_S, H, W = 2, 8, 3, 4, 24, 24
@@ -66,7 +79,8 @@ def wait_event(worker, timeout=20.0):
 
 
 def serve_one(worker, seq, seed=1, **kw):
-    worker.submit(GenerationRequest(seq=seq, obs=make_obs(seed), t0=time.monotonic(), settings=kw.pop("settings", SETTINGS),
+    worker.submit(GenerationRequest(seq=seq, obs=make_obs(seed), t0=time.monotonic(),
+                                    settings=kw.pop("settings", SETTINGS),
                                     seed=seed, **kw))
     return wait_event(worker)
 

@@ -130,3 +130,16 @@ def test_thread_mode_runs_and_stops_cleanly_despite_exceptions():
     st = loop.stats()
     assert st["ticks"] >= 6 and st["exceptions"] >= 2 and st["ticks"] == count["n"]
     assert st["lateness_p50_ms"] is not None
+
+
+def test_a_clock_that_goes_back_starts_a_new_grid_instead_of_waiting_for_the_old_one():
+    """Simulated time restarting (a bag loop, a simulator reset) must not park the loop until
+    the old timeline's next deadline."""
+    clock = FakeClock(100.0)
+    starts = []
+    loop = RateLoop(100.0, lambda tick: starts.append(tick.started_at), clock=clock, sleep=clock.sleep)
+    assert loop.run_ticks(3) == 3
+    clock.t = 5.0  # the clock jumped back by 95 s
+    assert loop.run_ticks(3) == 3
+    np.testing.assert_allclose(starts[3:], [5.0, 5.01, 5.02])
+    assert loop.stats()["missed_ticks"] == 0

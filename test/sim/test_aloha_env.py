@@ -10,7 +10,12 @@ mujoco = pytest.importorskip("mujoco")
 
 from genpolicy_ros.sim.aloha import assets, robot  # noqa: E402
 from genpolicy_ros.sim.aloha.env import (  # noqa: E402
-    CUBE_POSE_NAMES, CUBE_X_RANGE, CUBE_Y_RANGE, AlohaTaskConfig, AlohaTransferCubeEnv)
+    CUBE_POSE_NAMES,
+    CUBE_X_RANGE,
+    CUBE_Y_RANGE,
+    AlohaTaskConfig,
+    AlohaTransferCubeEnv,
+)
 
 pytestmark = pytest.mark.skipif(not assets.assets_available(),
                                 reason=f"gym-aloha assets not installed: {assets.INSTALL_HINT}")

@@ -14,8 +14,7 @@ from genpolicy_ros.sim.aloha import assets, robot  # noqa: E402
 from genpolicy_ros.sim.aloha.collect_offline import main as collect_main  # noqa: E402
 from genpolicy_ros.sim.aloha.env import CUBE_POSE_NAMES, AlohaTaskConfig, AlohaTransferCubeEnv  # noqa: E402
 from genpolicy_ros.sim.aloha.expert import TransferCubeExpert  # noqa: E402
-from genpolicy_ros.sim.aloha.offline import (  # noqa: E402
-    STATE_NAMES, collect_expert_episodes, episode_seed, resample_chunk, rollout)
+from genpolicy_ros.sim.aloha.offline import STATE_NAMES, collect_expert_episodes, episode_seed, resample_chunk, rollout  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not assets.assets_available(),
                                 reason=f"gym-aloha assets not installed: {assets.INSTALL_HINT}")

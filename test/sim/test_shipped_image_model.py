@@ -13,7 +13,7 @@ mujoco = pytest.importorskip("mujoco")
 from genpolicy_ros.core.checkpoint import load_model_dir  # noqa: E402
 from genpolicy_ros.runtime.generation_worker import to_policy_obs  # noqa: E402
 from genpolicy_ros.sim.offline import rollout  # noqa: E402
-from genpolicy_ros.sim.reach_env import ReachEnv, forward_kinematics  # noqa: E402
+from genpolicy_ros.sim.reach_env import ReachEnv  # noqa: E402
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "reach_image_flow"
 

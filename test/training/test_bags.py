@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import yaml
 
-
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("rosbags")
 

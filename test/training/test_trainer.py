@@ -43,7 +43,7 @@ def test_training_run_lowers_the_loss_and_writes_a_loadable_model(tmp_path, tiny
     assert rc == 0
     log = _log(out)
     assert [s for s, _ in log] == list(range(5, 101, 5))
-    losses = np.array([l for _, l in log])
+    losses = np.array([loss for _, loss in log])
     k = max(1, len(losses) // 5)  # first and last 20 % of the logged losses
     first, last = losses[:k].mean(), losses[-k:].mean()
     assert last < 0.75 * first, f"loss did not fall: first 20 % mean {first:.4f}, last 20 % mean {last:.4f}"
@@ -209,7 +209,8 @@ def test_training_with_an_auxiliary_state_entry_observes_only_the_named_state(tm
     policy = {**tiny_policy, "observation": {"state_names": ["j0", "j1"]},
               "auxiliary": {"state_names": ["hid"], "weight": 0.5}}
     out = tmp_path / "run"
-    assert _train(data, out, _config_file(tmp_path, policy), "--steps", "20", "--batch-size", "8", "--save-every", "0") == 0
+    assert _train(data, out, _config_file(tmp_path, policy), "--steps", "20", "--batch-size", "8",
+                  "--save-every", "0") == 0
     model = load_model_dir(out)
     assert model.config.observation.state_names == ("j0", "j1")
     assert model.config.auxiliary.state_names == ("hid",) and model.config.auxiliary.weight == 0.5

@@ -1,6 +1,7 @@
-"""Networks: denoisers with the common interface
+"""Networks: denoisers with the common interface (:class:`~.base.Denoiser`)
 
     forward(sample [B, T_p, D_a], timestep [B] float, cond [B, T_o, F]) -> [B, T_p, D_a]
+    (= check_inputs + denoise)
 
 and the observation encoders that produce ``cond``. ``build_denoiser`` is the registry
 used by the policy and by checkpoint loading (config dicts come from config.json).
@@ -9,12 +10,20 @@ from __future__ import annotations
 
 from torch import nn
 
+from .base import Denoiser
 from .dit import DiTConfig, TransformerDenoiser
 from .embeddings import MLP, SinusoidalTimeEmbedding, sinusoidal_embedding
 from .obs_encoder import ObsEncoderConfig, ObservationEncoder
 from .proprio import ProprioMLP
 from .unet1d import ConditionalUnet1D, UNet1DConfig
-from .vision import KeypointConvEncoder, KeypointEncoder, ResNetEncoder, SpatialSoftmax, VisionEncoderConfig, build_vision_encoder
+from .vision import (
+    KeypointConvEncoder,
+    KeypointEncoder,
+    ResNetEncoder,
+    SpatialSoftmax,
+    VisionEncoderConfig,
+    build_vision_encoder,
+)
 
 # name -> (config dataclass, network class)
 DENOISERS = {
@@ -43,6 +52,7 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
 
 __all__ = [
     "DENOISERS",
+    "Denoiser",
     "build_denoiser",
     "count_parameters",
     "UNet1DConfig",

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import Denoiser
 from .embeddings import SinusoidalTimeEmbedding
 
 COND_MODES = ("cross_attention", "in_context")
@@ -142,7 +143,7 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))  # [B, N, D_a]
 
 
-class TransformerDenoiser(nn.Module):
+class TransformerDenoiser(Denoiser):
     """Denoiser ``forward(sample [B,T_p,D_a], timestep [B], cond [B,T_o,F]) -> [B,T_p,D_a]``."""
 
     def __init__(self, config: DiTConfig):
@@ -163,7 +164,7 @@ class TransformerDenoiser(nn.Module):
         nn.init.normal_(self.action_pos, std=0.02)
         nn.init.normal_(self.obs_pos, std=0.02)
 
-    def _check_inputs(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor):
+    def check_inputs(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor):
         c = self.config
         if sample.dim() != 3 or sample.shape[1:] != (c.horizon, c.action_dim):
             raise ValueError(
@@ -179,8 +180,7 @@ class TransformerDenoiser(nn.Module):
             got = None if cond is None else tuple(cond.shape)
             raise ValueError(f"TransformerDenoiser: cond must be [B, T_o, F] = {expected}, got {got}")
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        self._check_inputs(sample, timestep, cond)
+    def denoise(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         T_p = self.config.horizon
         x = self.action_in(sample) + self.action_pos  # [B, T_p, d]
         obs = self.obs_in(cond) + self.obs_pos  # [B, T_o, d]

@@ -30,6 +30,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .base import Denoiser
 from .embeddings import SinusoidalTimeEmbedding
 
 
@@ -117,7 +118,7 @@ class FiLMResidualBlock(nn.Module):
         return h + self.residual(x)  # [B, C_out, T]
 
 
-class ConditionalUnet1D(nn.Module):
+class ConditionalUnet1D(Denoiser):
     """Denoiser ``forward(sample [B,T_p,D_a], timestep [B], cond [B,T_o,F]) -> [B,T_p,D_a]``.
 
     ``cond`` is flattened to ``[B, T_o·F]`` and must have ``config.cond_dim`` entries per
@@ -171,7 +172,7 @@ class ConditionalUnet1D(nn.Module):
             nn.Conv1d(c.down_dims[0], c.action_dim, 1),
         )
 
-    def _check_inputs(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor | None):
+    def check_inputs(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor | None):
         c = self.config
         if sample.dim() != 3 or sample.shape[1] != c.horizon or sample.shape[2] != c.action_dim:
             raise ValueError(
@@ -191,8 +192,7 @@ class ConditionalUnet1D(nn.Module):
                     f"and T_o·F = cond_dim = {c.cond_dim} entries per sample"
                 )
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        self._check_inputs(sample, timestep, cond)
+    def denoise(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         B = sample.shape[0]
         film = self.time_embedding(timestep)  # [B, time_embed_dim]
         if self.config.cond_dim > 0:

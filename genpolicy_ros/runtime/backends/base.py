@@ -2,45 +2,45 @@
 
 An *inference backend* turns one observation (+ fixed noise) into one action chunk with
 the policy's sampler, as fast as the hardware allows. All backends compute the same
-function as eager ``GenerativePolicy.sample`` (tested to 1e-4 in fp32)::
+function as eager ``GenerativePolicy.sample`` (tested to 1e-4 in fp32, 1e-2 in fp16)::
 
     sample(obs, noise [B, T_p, D_a], settings, prefix_actions?, prefix_weights?)
         -> actions [B, T_p, D_a] in robot units (torch, CPU)
 
 Life cycle (mirrors the lifecycle node's configure step)::
 
-    backend = create_backend(name, policy, device, cache_dir)   # cheap, no build
+    backend = create_backend(name, policy, device, cache_dir, precision=...)  # cheap, no build
     backend.prepare(settings, example_obs)   # build / compile / export (or load from the
                                              # engine cache), warm up, check shape + values
     backend.sample(obs, noise, settings)     # many times; O(graph) per call
 
-Graph backends (ONNX Runtime, CUDA graphs, TensorRT) capture the *whole* N-step sampler
-for one fixed setting (sampler, steps, shapes). A call whose settings the graph cannot
-express — classifier-free guidance ≠ 1, DDIM η > 0 / DDPM (fresh noise drawn inside the
-loop), RTC *guided* prefix (needs a vector–Jacobian product), or settings that were never
-prepared — runs eager PyTorch for that call instead; ``last_path`` says which path ran and
-why, and unprepared settings are remembered in ``pending`` so the owner can build them
-while idle (``prepare_pending``).
+Graph backends (:mod:`.graph`: ONNX Runtime, CUDA graphs, TensorRT, torch.compile)
+capture the *whole* N-step sampler for one fixed setting (sampler, steps, guidance weight,
+shapes). A call whose settings the graph cannot express — DDIM η > 0 / DDPM (fresh noise
+drawn inside the loop), RTC *guided* prefix (needs a vector–Jacobian product), or
+settings not built yet — runs a fallback path for that call; ``last_path``
+says which path ran and why. :meth:`InferenceBackend.graph_status` tells whether settings
+have a graph, could get one, or cannot; :meth:`InferenceBackend.detached` gives a builder
+on a copy of the policy so that a background thread can build while ``sample`` serves.
+
+``precision``: ``fp32`` everywhere; ``fp16`` only on CUDA (TensorRT engines, or
+``torch.autocast`` for eager / CUDA graph / compile); ``bf16`` only with openvino on a CPU
+that has it. ``progress`` (a callable taking one
+line of text, optional) receives the steps of long builds (export, engine build).
 """
 from __future__ import annotations
 
 import abc
 import contextlib
 import logging
-import math
-import warnings
-from dataclasses import dataclass, replace
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ..sampler_settings import SAMPLERS, SamplerSettings, _finite  # noqa: F401  (torch-free, re-exported)
+from ..sampler_settings import PRECISIONS, PREFIX_MODES, SAMPLERS, SamplerSettings  # noqa: F401 (re-exported)
 
 LOG = logging.getLogger("genpolicy_ros.runtime.backends")
-
-PREFIX_MODES = ("hard", "guided")
-PRECISIONS = ("fp32", "fp16")
 
 
 class BackendError(RuntimeError):
@@ -112,28 +112,12 @@ def make_noise(shape: Sequence[int], seed: int | None) -> torch.Tensor:
     return torch.randn(tuple(shape), generator=gen, dtype=torch.float32)  # [B, T_p, D_a]
 
 
-# --------------------------------------------------------------------------- graph settings
-@dataclass(frozen=True)
-class GraphSpec:
-    """What one captured graph is specialised to (one entry of a backend's graph table)."""
-
-    settings: SamplerSettings  # resolved; debug_sleep_s stripped
-    obs_sig: tuple  # ((name, shape), ...)
-    noise_shape: tuple  # (B, T_p, D_a)
-    with_prefix: bool  # hard-mask prefix inpainting inputs present
-
-    @property
-    def input_names(self) -> list[str]:
-        names = ["noise"]
-        if self.with_prefix:
-            names += ["prefix_actions", "prefix_weights"]
-        return names + [name for name, _ in self.obs_sig]
-
-
 def graph_unsupported_reason(settings: SamplerSettings, prefix_mode: str | None) -> str | None:
-    """Why a fixed graph cannot express these (resolved) settings, or None if it can."""
-    if settings.guidance_scale != 1.0:
-        return f"guidance_scale={settings.guidance_scale} (classifier-free guidance runs eager)"
+    """Why a fixed graph cannot express these (resolved) settings, or None if it can.
+
+    Classifier-free guidance is captured (w is a constant of the graph; the conditional and
+    unconditional halves run as one batch of 2 inside it); fresh noise inside the loop and
+    the guided prefix's vector–Jacobian product are not."""
     if settings.sampler == "ddpm":
         return "sampler=ddpm draws fresh noise every step (runs eager)"
     if settings.sampler == "ddim" and settings.eta:
@@ -143,66 +127,39 @@ def graph_unsupported_reason(settings: SamplerSettings, prefix_mode: str | None)
     return None
 
 
-class UnrolledSampler(torch.nn.Module):
-    """The whole N-step sampler as one module with tensor-only inputs, for export/capture.
-
-    ``forward(noise, [prefix_actions, prefix_weights], *obs_leaves) -> actions [B, T_p, D_a]``
-    calls ``policy.sample`` with the sampler settings fixed at construction, so tracing it
-    unrolls the Python step loop: encoder once, N denoiser evaluations and N solver updates
-    in one graph; constant timesteps/coefficients (flow t_i, DDIM ᾱ) fold into constants.
-    """
-
-    def __init__(self, policy, spec: GraphSpec):
-        super().__init__()
-        self.policy = policy
-        self.spec = spec
-        self._obs_names = [name for name, _ in spec.obs_sig]
-        self._kwargs = spec.settings.policy_kwargs()
-
-    def forward(self, noise, *rest):
-        kwargs = dict(self._kwargs)
-        if self.spec.with_prefix:
-            prefix_actions, prefix_weights, *rest = rest
-            kwargs.update(prefix_actions=prefix_actions, prefix_weights=prefix_weights, prefix_mode="hard")
-        obs = unflatten_obs(self._obs_names, rest)
-        return self.policy.sample(obs, noise=noise, **kwargs)
-
-
-@contextlib.contextmanager
-def swapped_network(policy, replacement: torch.nn.Module) -> Iterator[None]:
-    """Temporarily replace ``policy.network`` (the denoiser) by ``replacement``.
-
-    Used by the per-step backends: the policy's own sampler loop then calls the
-    compiled/exported denoiser, so sampler semantics stay the policy's.
-    """
-    original = policy.network
-    # nn.Module.__setattr__ refuses to replace a registered child by a non-Module; use the
-    # module dict directly so any callable works and restore it exactly afterwards.
-    policy._modules["network"] = replacement
-    try:
-        yield
-    finally:
-        policy._modules["network"] = original
-
-
 # --------------------------------------------------------------------------- interface
 class InferenceBackend(abc.ABC):
     """One way of running the policy's sampler. Subclasses set ``name`` and implement
-    :meth:`available` and, for graph backends, :meth:`_build`."""
+    :meth:`available`, :meth:`prepare` and :meth:`sample` (graph backends: :mod:`.graph`).
+
+    ``fp16_capable``: whether the class runs ``precision="fp16"`` (on CUDA only);
+    ``bf16_capable``: whether it runs ``precision="bf16"`` (openvino, on CPUs with bf16).
+    """
 
     name: ClassVar[str] = "abstract"
+    fp16_capable: ClassVar[bool] = False
+    bf16_capable: ClassVar[bool] = False
 
     def __init__(self, policy, device: str = "cpu", cache_dir=None, *,
                  precision: str = "fp32", num_threads: int | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        if precision == "fp16":
+            if not str(device).startswith("cuda"):
+                raise ValueError(f"precision fp16 needs a CUDA device (device is {device!r}); use fp32 on the CPU")
+            if not self.fp16_capable:
+                raise ValueError(f"the {self.name} backend has no fp16")
+        if precision == "bf16" and not self.bf16_capable:
+            raise ValueError(f"the {self.name} backend has no bf16 (the openvino backend has, on CPUs with "
+                             f"AVX512_BF16 or AMX)")
         self.policy = policy
         self.device = str(device)
         self.precision = precision
         self.num_threads = num_threads
         self.cache_dir = cache_dir
-        self.last_path = "unprepared"  # "graph" | "eager: <reason>" after each sample()
-        self.pending: dict[GraphSpec, tuple] = {}  # spec -> example inputs, built by prepare_pending
+        self.progress: Callable[[str], None] | None = None  # build-step lines, see module docstring
+        self.defer_extras = False  # True: leave non-essential builds to background_work()
+        self.last_path = "unprepared"  # "graph" | "per_step: <reason>" | "eager: <reason>" after each sample()
         policy.eval()
 
     # ---------------------------------------------------------------- capability
@@ -224,9 +181,22 @@ class InferenceBackend(abc.ABC):
                prefix_mode: str = "hard") -> torch.Tensor:
         """One chunk ``[B, T_p, D_a]`` (robot units, CPU float32)."""
 
-    def prepare_pending(self) -> int:
-        """Build graphs for settings that were requested but not prepared; returns how many."""
-        return 0
+    def graph_status(self, settings: SamplerSettings, example_obs: Mapping[str, Any], *,
+                     with_prefix: bool = False, prefix_mode: str = "hard") -> tuple[str, str]:
+        """``("graph", "")`` when a prepared graph serves these settings, ``("build", "")``
+        when one could be built, ``("none", reason)`` when they run without a graph."""
+        return "none", f"the {self.name} backend runs no graphs"
+
+    def background_work(self) -> Callable[[], None] | None:
+        """With ``defer_extras``: work ``prepare`` left out to start faster (e.g. the per-step
+        fallback path), as a callable to run in a background thread, or None. Call it from
+        the serving thread; the callable publishes its result itself."""
+        return None
+
+    def detached(self) -> "InferenceBackend":
+        """A copy whose :meth:`prepare` may run in another thread while this one serves
+        (graph backends); call it from the serving thread."""
+        raise BackendError(f"the {self.name} backend has nothing to build")
 
     def close(self) -> None:
         """Release sessions / device memory."""
@@ -234,10 +204,23 @@ class InferenceBackend(abc.ABC):
     def describe(self) -> str:
         return f"{self.name} on {self.device} ({self.precision})"
 
+    def report(self, text: str) -> None:
+        """A progress line: logged, and passed to ``progress`` when set."""
+        LOG.info(text)
+        if self.progress is not None:
+            self.progress(text)
+
     # ---------------------------------------------------------------- shared helpers
+    def autocast(self):
+        """``torch.autocast`` to fp16 on CUDA when ``precision == "fp16"``, else a no-op."""
+        if self.precision == "fp16":
+            return torch.autocast(device_type="cuda", dtype=torch.float16, cache_enabled=False)
+        return contextlib.nullcontext()
+
     def eager_sample(self, obs, noise, settings: SamplerSettings, prefix_actions=None,
-                     prefix_weights=None, prefix_mode="hard") -> torch.Tensor:
-        """The reference path: ``policy.sample`` in eager PyTorch."""
+                     prefix_weights=None, prefix_mode="hard", *, reference: bool = False) -> torch.Tensor:
+        """``policy.sample`` in eager PyTorch on the backend's device; ``reference=True``
+        always in fp32 (what graphs are verified against), else at the backend's precision."""
         dev = torch.device(self.device)
 
         def to(x):
@@ -249,7 +232,8 @@ class InferenceBackend(abc.ABC):
                           prefix_mode=prefix_mode)
         # RTC guided inpainting differentiates through the denoiser: no inference mode then.
         guided = prefix_actions is not None and prefix_mode == "guided"
-        with contextlib.nullcontext() if guided else torch.inference_mode():
+        with contextlib.nullcontext() if guided else torch.inference_mode(), \
+                contextlib.nullcontext() if reference else self.autocast():
             out = self.policy.sample(obs_to_tensors(obs, dev), noise=to(noise), **kwargs)
         return out.float().cpu()
 
@@ -273,142 +257,12 @@ def verify_close(got: torch.Tensor, ref: torch.Tensor, what: str, tol: float) ->
     return err
 
 
-class GraphBackend(InferenceBackend):
-    """Shared logic of backends that specialise a graph to (settings, shapes).
-
-    Subclasses implement ``_build(spec, example_inputs) -> runner`` where
-    ``runner(list of CPU tensors in spec.input_names order) -> CPU tensor``.
-    """
-
-    verify_tol: float = 1e-4
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._graphs: dict[GraphSpec, Callable[[list], torch.Tensor]] = {}
-        self.build_info: dict[GraphSpec, dict] = {}  # spec -> {"cache": "hit"/"miss", "build_s": ...}
-
-    def _spec(self, settings, obs, noise_shape, with_prefix) -> GraphSpec:
-        resolved = replace(settings.resolved(self.policy), debug_sleep_s=0.0)
-        return GraphSpec(resolved, obs_signature(obs), tuple(noise_shape), bool(with_prefix))
-
-    @staticmethod
-    def _inputs(spec: GraphSpec, obs, noise, prefix_actions=None, prefix_weights=None) -> list:
-        leaves = [torch.as_tensor(x, dtype=torch.float32) for _, x in flatten_obs(obs)]
-        head = [torch.as_tensor(noise, dtype=torch.float32)]
-        if spec.with_prefix:
-            head += [torch.as_tensor(prefix_actions, dtype=torch.float32),
-                     torch.as_tensor(prefix_weights, dtype=torch.float32)]
-        return head + leaves
-
-    def prepare(self, settings, example_obs, *, with_prefix=False):
-        obs = obs_to_tensors(example_obs)
-        noise_shape = chunk_shape(self.policy, batch=_batch_of(obs))
-        spec = self._spec(settings, obs, noise_shape, with_prefix)
-        reason = graph_unsupported_reason(spec.settings, "hard" if with_prefix else None)
-        if reason is not None:
-            raise BackendError(f"{self.name} cannot capture these settings: {reason}")
-        if spec in self._graphs:
-            return
-        noise = make_noise(noise_shape, seed=0)  # [B, T_p, D_a]
-        prefix_a = prefix_w = None
-        if with_prefix:
-            prefix_a = self.eager_sample(obs, make_noise(noise_shape, seed=1), spec.settings)  # [B,T_p,D_a]
-            prefix_w = torch.zeros(noise_shape[1])  # [T_p]
-            prefix_w[: max(1, noise_shape[1] // 4)] = 1.0
-        inputs = self._inputs(spec, obs, noise, prefix_a, prefix_w)
-        with warnings.catch_warnings():
-            # exporters/compilers import deprecated torch.jit pieces; not actionable here
-            warnings.simplefilter("ignore", DeprecationWarning)
-            runner = self._build(spec, inputs)
-            # Warm-up + verification on the example and on a second, unrelated input
-            # (catches values that a trace baked in as constants).
-            for seed in (0, 2):
-                noise = make_noise(noise_shape, seed=seed)
-                inputs = self._inputs(spec, obs, noise, prefix_a, prefix_w)
-                got = runner(inputs)
-                ref = self.eager_sample(obs, noise, spec.settings, prefix_a, prefix_w, "hard")
-                verify_close(got, ref, f"{self.name} ({spec.settings.sampler}, {spec.settings.num_steps} steps)",
-                             self.verify_tol)
-        self._graphs[spec] = runner
-        self.pending.pop(spec, None)
-
-    def prepare_pending(self) -> int:
-        built = 0
-        for spec, (settings, obs, with_prefix) in list(self.pending.items()):
-            self.pending.pop(spec, None)
-            try:
-                self.prepare(settings, obs, with_prefix=with_prefix)
-                built += 1
-            except Exception as exc:  # noqa: BLE001 - stays eager for these settings
-                LOG.warning("%s: could not prepare %s: %s (those chunks stay eager)", self.name,
-                            spec.settings, exc)
-        return built
-
-    def sample(self, obs, noise, settings, *, prefix_actions=None, prefix_weights=None, prefix_mode="hard"):
-        obs = obs_to_tensors(obs)
-        with_prefix = prefix_actions is not None
-        spec = self._spec(settings, obs, tuple(noise.shape), with_prefix)
-        reason = graph_unsupported_reason(spec.settings, prefix_mode if with_prefix else None)
-        runner = self._graphs.get(spec) if reason is None else None
-        if runner is None and reason is None and not with_prefix:
-            # A hard-prefix graph with all-zero weights computes exactly the plain sampler
-            # (x + 0·(target − x) = x; no frozen rows), so one graph serves both.
-            twin = replace(spec, with_prefix=True)
-            runner = self._graphs.get(twin)
-            if runner is not None:
-                spec, with_prefix = twin, True
-                prefix_actions = torch.zeros(spec.noise_shape)  # [B, T_p, D_a]
-                prefix_weights = torch.zeros(spec.noise_shape[1])  # [T_p]
-        if runner is None:
-            if reason is None:
-                reason = "settings/shapes not prepared yet"
-                self.pending.setdefault(spec, (settings, obs, with_prefix))
-            return self._fallback_sample(obs, noise, spec.settings, prefix_actions, prefix_weights,
-                                         prefix_mode, reason)
-        self.last_path = "graph"
-        if with_prefix and prefix_weights is None:
-            prefix_weights = torch.ones(spec.noise_shape[1])
-        return runner(self._inputs(spec, obs, noise, prefix_actions, prefix_weights))
-
-    def _fallback_sample(self, obs, noise, settings, prefix_actions, prefix_weights, prefix_mode, reason):
-        """Settings without a graph: eager PyTorch (backends may offer something faster)."""
-        self.last_path = f"eager: {reason}"
-        return self.eager_sample(obs, noise, settings, prefix_actions, prefix_weights, prefix_mode)
-
-    @abc.abstractmethod
-    def _build(self, spec: GraphSpec, example_inputs: list) -> Callable[[list], torch.Tensor]:
-        ...
-
-
-def _batch_of(obs: Mapping[str, Any]) -> int:
+def batch_of(obs: Mapping[str, Any]) -> int:
     leaves = flatten_obs(obs)
     if not leaves:
         raise ValueError("example observation is empty")
     return int(np.shape(leaves[0][1])[0])
 
-
-# --------------------------------------------------------------------------- measurement
-def measure_latency(backends: Mapping[str, "InferenceBackend"], obs, settings: SamplerSettings, *,
-                    runs: int = 50, warmup: int = 3, seed: int = 0) -> dict[str, dict]:
-    """Per-chunk latency of several prepared backends, runs *interleaved* (A, B, A, B, …) so
-    that background load affects all of them alike. Returns ``{name: {"p50_ms", "p90_ms",
-    "min_ms", "runs"}}``; compare backends by the ratio of their p50s."""
-    import time
-
-    noise = make_noise(chunk_shape(next(iter(backends.values())).policy, _batch_of(obs)), seed)
-    times: dict[str, list[float]] = {name: [] for name in backends}
-    for i in range(warmup + runs):
-        for name, backend in backends.items():
-            t = time.perf_counter()
-            backend.sample(obs, noise, settings)
-            if i >= warmup:
-                times[name].append(time.perf_counter() - t)
-    out = {}
-    for name, ts in times.items():
-        arr = np.asarray(ts) * 1e3
-        out[name] = {"p50_ms": float(np.median(arr)), "p90_ms": float(np.percentile(arr, 90)),
-                     "min_ms": float(arr.min()), "runs": len(ts)}
-    return out
 
 
 def cuda_unavailable_reason(device: str) -> str:

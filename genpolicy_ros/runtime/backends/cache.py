@@ -3,8 +3,11 @@
 An engine (ONNX model bytes, serialised TensorRT engine) is only valid for the exact
 weights, code, library versions, GPU, precision, input shapes and sampler settings it was
 built from. :class:`EngineKey` holds all of them; its SHA-256 over a canonical JSON form
-names the entry. Layout under the cache root (``<model_dir>/engines/`` by default, or a
-user cache dir when the model dir is read-only)::
+names the entry. The cache root (:func:`default_cache_dir`) is ``<model_dir>/engines/``
+for a model in a writable working directory; for a model installed read-only (under an
+installed ``share/genpolicy_ros/``, or without write permission) it is the user cache
+``$XDG_CACHE_HOME/genpolicy_ros/engines/<model hash>/`` (``~/.cache`` without
+``XDG_CACHE_HOME``). Layout under the root::
 
     <digest>.<ext>    engine bytes (written to a temp file, then renamed: atomic)
     <digest>.json     manifest: the key in clear, file name, size, sha256 of the bytes
@@ -15,6 +18,7 @@ ever unpickled: entries are opaque bytes handed to ONNX Runtime / TensorRT parse
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -30,7 +34,11 @@ import torch
 LOG = logging.getLogger("genpolicy_ros.runtime.backends.cache")
 
 #: Bump when the way engines are exported changes (invalidates every cached engine).
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
+
+#: Packages whose code an engine bakes in: the policy (network, sampler, normalisers) and
+#: the unrolled sampler + export/build code of the backends.
+CODE_PACKAGES = ("genpolicy_ros.core", "genpolicy_ros.runtime.backends")
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -43,31 +51,52 @@ def weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def code_digest(package: str = "genpolicy_ros.core") -> str:
-    """SHA-256 over every ``.py`` file of ``package`` (the sampler/network code an engine bakes
-    in), walked in sorted order; a code change invalidates engines even when the weights did
-    not change."""
+@functools.lru_cache(maxsize=8)
+def code_digest(packages: tuple[str, ...] = CODE_PACKAGES) -> str:
+    """SHA-256 over every ``.py`` file of ``packages`` (the network/sampler code and the
+    export code an engine bakes in), walked in sorted order; a code change invalidates
+    engines even when the weights did not change. Computed once per process."""
     import importlib.util
 
-    spec = importlib.util.find_spec(package)
     h = hashlib.sha256()
-    roots = list(spec.submodule_search_locations or []) if spec is not None else []
-    for root in roots:
-        for path in sorted(Path(root).rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
+    for package in packages:
+        spec = importlib.util.find_spec(package)
+        roots = list(spec.submodule_search_locations or []) if spec is not None else []
+        h.update(package.encode())
+        for root in roots:
+            for path in sorted(Path(root).rglob("*.py")):
+                h.update(str(path.relative_to(root)).encode())
+                h.update(path.read_bytes())
     return h.hexdigest()
 
 
+def library_version(lib: str) -> str:
+    """Version of the library importable as ``lib``, without importing it when the package
+    metadata knows it (importing ``onnx`` alone costs ~0.5 s); ``"missing"`` if absent."""
+    import importlib.metadata
+    import importlib.util
+
+    mod = sys.modules.get(lib)
+    if mod is not None and getattr(mod, "__version__", None):
+        return str(mod.__version__)
+    if importlib.util.find_spec(lib) is None:
+        return "missing"
+    for dist in (lib, lib.replace("_", "-"), f"{lib}-gpu", f"{lib.replace('_', '-')}-cu12", f"{lib}-cu13"):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    try:
+        return str(getattr(__import__(lib), "__version__", "unknown"))
+    except ImportError:
+        return "missing"
+
+
 def library_versions(*extra: str) -> dict:
-    """Versions of torch, python and any extra *already importable* libraries named."""
+    """Versions of torch, python and the named libraries (``"missing"`` when absent)."""
     versions = {"torch": torch.__version__, "python": sys.version.split()[0], "export_format": EXPORT_FORMAT}
     for lib in extra:
-        try:
-            mod = __import__(lib)
-            versions[lib] = getattr(mod, "__version__", "unknown")
-        except ImportError:
-            versions[lib] = "missing"
+        versions[lib] = library_version(lib)
     return versions
 
 
@@ -104,9 +133,44 @@ class EngineKey:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+MODEL_FILES = ("config.json", "model.safetensors")
+
+
+def model_digest(model_dir: str | os.PathLike) -> str:
+    """First 16 hex digits of the SHA-256 over the model's ``config.json`` and weights file
+    (names the per-model folder of the user cache)."""
+    h = hashlib.sha256()
+    for name in MODEL_FILES:
+        path = Path(model_dir) / name
+        h.update(name.encode())
+        if path.is_file():
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def is_installed_model(model_dir: str | os.PathLike) -> bool:
+    """True for a model directory that must not be written into: inside an installed
+    ``share/genpolicy_ros/`` (colcon / pip data files) or not writable by this user."""
+    path = Path(model_dir).resolve()
+    parts = path.parts
+    if any(a == "share" and b == "genpolicy_ros" for a, b in zip(parts, parts[1:])):
+        return True
+    return not os.access(path, os.W_OK)
+
+
+def user_cache_root() -> Path:
+    """``$XDG_CACHE_HOME/genpolicy_ros/engines`` (``~/.cache/...`` without the variable)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "genpolicy_ros" / "engines"
+
+
 def default_cache_dir(model_dir: str | os.PathLike | None) -> Path:
-    """``<model_dir>/engines`` when that is writable, else ``$XDG_CACHE_HOME/genpolicy_ros/engines``."""
-    if model_dir is not None:
+    """Where the engines of ``model_dir`` live (see the module docstring)."""
+    if model_dir is None:
+        return user_cache_root() / "shared"
+    if not is_installed_model(model_dir):
         engines = Path(model_dir) / "engines"
         try:
             engines.mkdir(parents=True, exist_ok=True)
@@ -114,8 +178,7 @@ def default_cache_dir(model_dir: str | os.PathLike | None) -> Path:
                 return engines
         except OSError:
             pass
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "genpolicy_ros" / "engines"
+    return user_cache_root() / model_digest(model_dir)
 
 
 class EngineCache:

@@ -2,9 +2,11 @@
 
 ``scope="network"`` (default) compiles the denoiser once (static shapes: one graph reused
 for every step) and keeps the policy's Python step loop; ``scope="sampler"`` compiles the
-whole unrolled sampler (longer compile, no Python between steps). Inductor keeps its own
-on-disk cache (``TORCHINDUCTOR_CACHE_DIR``); nothing is written to the engine cache.
-Compilation happens in :meth:`prepare` (tens of seconds on 2 cores), never mid-run.
+whole unrolled sampler (longer compile, no Python between steps). The policy lives on
+``device`` (inputs are moved there, outputs come back to the CPU); fp16 runs under
+``torch.autocast`` on CUDA. Inductor keeps its own on-disk cache
+(``TORCHINDUCTOR_CACHE_DIR``); nothing is written to the engine cache. Compilation happens
+in :meth:`prepare` (tens of seconds on 2 cores), never mid-run.
 """
 from __future__ import annotations
 
@@ -12,22 +14,22 @@ import shutil
 
 import torch
 
-from .base import GraphBackend, GraphSpec, UnrolledSampler, swapped_network
+from .graph import GraphBackend, GraphSpec, UnrolledSampler, swapped_network
 
 
 class CompiledBackend(GraphBackend):
     name = "compile"
     scopes = ("network", "sampler")
+    fp16_capable = True
 
     def __init__(self, policy, device: str = "cpu", cache_dir=None, *, scope: str = "network",
                  mode: str | None = None, **kwargs):
         super().__init__(policy, device, cache_dir, **kwargs)
         if scope not in self.scopes:
             raise ValueError(f"compile scope must be one of {list(self.scopes)}, got {scope!r}")
-        if self.precision != "fp32":
-            raise ValueError("the compile backend runs fp32 only")
         self.scope = scope
         self.mode = mode
+        self.policy.to(self.device)
         self._compiled_net = None
 
     @classmethod
@@ -46,26 +48,33 @@ class CompiledBackend(GraphBackend):
         return True, ""
 
     def describe(self) -> str:
-        return f"{self.name}[{self.scope}] on {self.device}"
+        return f"{self.name}[{self.scope}] on {self.device} ({self.precision})"
+
+    def _on_clone(self) -> None:
+        self._compiled_net = None  # a clone compiles its own copy of the network
 
     def _build(self, spec: GraphSpec, example_inputs: list):
+        self.report(f"compile: compiling the {spec.settings.label} {self.scope} (TorchInductor)")
         module = UnrolledSampler(self.policy, spec)
         self.build_info[spec] = {"cache": "inductor"}
+        dev = torch.device(self.device)
+        autocast = self.autocast
+
         if self.scope == "sampler":
             compiled = torch.compile(module, dynamic=False, mode=self.mode)
 
             def run(inputs):
-                with torch.inference_mode():
-                    return compiled(*inputs)
+                with torch.inference_mode(), autocast():
+                    return compiled(*[x.to(dev) for x in inputs]).float().cpu()
 
             return run
 
         if self._compiled_net is None:
             self._compiled_net = torch.compile(self.policy.network, dynamic=False, mode=self.mode)
-        net = self._compiled_net
+        net, policy = self._compiled_net, self.policy
 
         def run(inputs):
-            with torch.inference_mode(), swapped_network(self.policy, net):
-                return module(*inputs)
+            with torch.inference_mode(), autocast(), swapped_network(policy, net):
+                return module(*[x.to(dev) for x in inputs]).float().cpu()
 
         return run

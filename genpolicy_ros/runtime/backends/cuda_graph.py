@@ -10,24 +10,25 @@ output out. Shapes, sampler and steps are fixed per captured graph (see
 Capture rules respected here: inputs live in static device buffers, warm-up runs happen
 on a side stream before capture, and nothing in the captured call may synchronise with
 the CPU (``.item()``, host tensors) — a policy that does fails verification in
-``prepare`` and the ``auto`` backend moves on to the next candidate.
+``prepare`` and the ``auto`` backend moves on to the next candidate. fp16 is captured
+under ``torch.autocast`` (its weight-cast cache off, as capture requires).
 """
 from __future__ import annotations
 
 import torch
 
-from .base import BackendError, GraphBackend, GraphSpec, UnrolledSampler, cuda_unavailable_reason
+from .base import BackendError, cuda_unavailable_reason
+from .graph import GraphBackend, GraphSpec, UnrolledSampler
 
 
 class CudaGraphBackend(GraphBackend):
     name = "cuda_graph"
+    fp16_capable = True
 
     def __init__(self, policy, device: str = "cuda", cache_dir=None, *, warmup_iters: int = 3, **kwargs):
         super().__init__(policy, device, cache_dir, **kwargs)
         if not self.device.startswith("cuda"):
             raise ValueError(f"cuda_graph needs a CUDA device, got {self.device!r}")
-        if self.precision != "fp32":
-            raise ValueError("the cuda_graph backend runs fp32 only (use tensorrt for fp16)")
         self.warmup_iters = int(warmup_iters)
         self.policy.to(self.device)
         self._graph_objects = []  # keep graphs and their static buffers alive
@@ -40,18 +41,19 @@ class CudaGraphBackend(GraphBackend):
         return True, ""
 
     def _build(self, spec: GraphSpec, example_inputs: list):
+        self.report(f"cuda_graph: capturing the {spec.settings.label} sampler")
         dev = torch.device(self.device)
         module = UnrolledSampler(self.policy, spec)
         static_in = [x.to(dev).clone() for x in example_inputs]  # captured input buffers
         side = torch.cuda.Stream(device=dev)
         side.wait_stream(torch.cuda.current_stream(dev))
         try:
-            with torch.cuda.stream(side), torch.no_grad():
+            with torch.cuda.stream(side), torch.no_grad(), self.autocast():
                 for _ in range(max(1, self.warmup_iters)):  # allocator/cuDNN warm-up before capture
                     module(*static_in)
             torch.cuda.current_stream(dev).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.no_grad(), torch.cuda.graph(graph):
+            with torch.no_grad(), torch.cuda.graph(graph), self.autocast():
                 static_out = module(*static_in)  # [B, T_p, D_a], captured output buffer
         except Exception as exc:  # noqa: BLE001 - capture errors come in many types
             raise BackendError(f"CUDA graph capture of the sampler failed: {exc}") from exc

@@ -31,7 +31,7 @@ from ..backends.base import SamplerSettings, chunk_shape, make_noise
 from ..generation_worker import example_obs_from_config, to_policy_obs
 
 DEFAULT_SPECS = ("ddpm-100", "ddim-10", "flow-5", "flow-10")
-DEFAULT_BACKENDS = ("eager", "compile", "onnxruntime", "cuda_graph", "tensorrt")
+DEFAULT_BACKENDS = ("eager", "compile", "onnxruntime", "cuda_graph", "tensorrt", "torch_tensorrt")
 DEFAULT_DEVICES = ("cpu", "cuda")
 FAMILY_OF_SAMPLER = {"flow": "flow", "ddim": "diffusion", "ddpm": "diffusion"}
 _SPEC_RE = re.compile(r"^(flow|ddim|ddpm)-([1-9][0-9]*)$")
@@ -82,6 +82,7 @@ class LatencyConfig:
     threads: int = 1
     seed: int = 0
     cache_dir: Optional[str] = None
+    precisions: Tuple[str, ...] = ("fp32",)  # fp16 rows: CUDA only (skipped with the reason on the CPU)
 
     def __post_init__(self):
         if not self.specs or not all(isinstance(s, SamplerSpec) for s in self.specs):
@@ -92,6 +93,9 @@ class LatencyConfig:
         bad_dev = [d for d in self.devices if d not in ("cpu", "cuda")]
         if not self.devices or bad_dev:
             raise ValueError(f"LatencyConfig.devices must be cpu and/or cuda, got {list(self.devices)}")
+        bad_prec = [p for p in self.precisions if p not in ("fp32", "fp16")]
+        if not self.precisions or bad_prec:
+            raise ValueError(f"LatencyConfig.precisions must be fp32 and/or fp16, got {list(self.precisions)}")
         for name, lo in (("repeats", 1), ("warmup", 0), ("threads", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -150,24 +154,29 @@ def measure_cell(policy, spec: SamplerSpec, device: str, config: LatencyConfig, 
         return [dict(base, backend=b, status="skipped", reason=reason) for b in config.backends]
     settings = spec.settings()
     obs = example_observation(policy.config, config.seed)
-    order = ["eager"] + [b for b in config.backends if b != "eager"]  # eager first: the reference
+    # eager fp32 first: the reference; then every (backend, precision) asked for
+    order = [("eager", "fp32")] + [(b, p) for p in config.precisions for b in config.backends
+                                   if (b, p) != ("eager", "fp32")]
     prepared: Dict[str, object] = {}
-    for name in order:
-        cls = BACKENDS[name]
-        ok, reason = cls.available(device)
+    for name, precision in order:
+        label = name if precision == "fp32" else f"{name}:{precision}"
+        cell = dict(base, backend=name, precision=precision, label=label)
+        ok, reason = BACKENDS[name].available(device)
+        if ok and precision == "fp16" and not (device.startswith("cuda") and BACKENDS[name].fp16_capable):
+            ok, reason = False, f"{name} has no fp16 on {device}"
         if not ok:
-            rows.append(dict(base, backend=name, status="skipped", reason=reason))
+            rows.append(dict(cell, status="skipped", reason=reason))
             continue
         t = time.perf_counter()
         try:
-            backend = create_backend(name, policy, device, config.cache_dir, num_threads=config.threads)
+            backend = create_backend(name, policy, device, config.cache_dir, num_threads=config.threads,
+                                     precision=precision)
             backend.prepare(settings, obs)
         except Exception as exc:  # noqa: BLE001 - a backend that cannot run this cell is reported, not fatal
             reason = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
-            rows.append(dict(base, backend=name, status="skipped" if "cannot capture" in reason else "failed",
-                             reason=reason))
+            rows.append(dict(cell, status="skipped" if "cannot capture" in reason else "failed", reason=reason))
             continue
-        prepared[name] = (backend, time.perf_counter() - t)
+        prepared[label] = (backend, time.perf_counter() - t, cell)
     if "eager" not in prepared:  # nothing to compare with
         return rows + [dict(base, backend=n, status="failed", reason="eager reference failed")
                        for n in prepared]
@@ -180,7 +189,7 @@ def measure_cell(policy, spec: SamplerSpec, device: str, config: LatencyConfig, 
     for i in range(config.warmup + config.repeats):
         noise = make_noise(shape, config.seed + i)  # [1, T_p, D_a]
         ref = None
-        for name, (backend, _) in prepared.items():
+        for name, (backend, _, _) in prepared.items():
             torch.manual_seed(config.seed + i)  # DDPM's in-loop noise: the same for every backend
             t = time.perf_counter()
             out = backend.sample(dev_obs, noise, settings)  # [1, T_p, D_a] CPU (returns synchronise)
@@ -195,9 +204,9 @@ def measure_cell(policy, spec: SamplerSpec, device: str, config: LatencyConfig, 
         if progress is not None:
             progress()
     eager_p50 = float(np.median(times["eager"])) * 1e3
-    for name, (backend, prepare_s) in prepared.items():
+    for name, (backend, prepare_s, cell) in prepared.items():
         ms = np.asarray(times[name]) * 1e3  # [repeats]
-        row = dict(base, backend=name, status="ok", runs=int(ms.size), prepare_s=float(prepare_s),
+        row = dict(cell, status="ok", runs=int(ms.size), prepare_s=float(prepare_s),
                    path=sorted(paths[name])[0] if len(paths[name]) == 1 else sorted(paths[name]),
                    max_abs_diff_vs_eager=diffs[name], **_percentiles(ms))
         row["speedup_vs_eager"] = eager_p50 / row["p50_ms"] if row["p50_ms"] > 0 else None
@@ -239,12 +248,13 @@ def speedup_summary(rows: Sequence[dict]) -> Dict[str, Dict[str, dict]]:
     for device in sorted({r["device"] for r in rows}):
         for spec in dict.fromkeys(r["spec"] for r in rows if r["device"] == device):
             ok = [r for r in rows if r["device"] == device and r["spec"] == spec and r["status"] == "ok"]
-            eager = next((r for r in ok if r["backend"] == "eager"), None)
+            eager = next((r for r in ok if r["backend"] == "eager" and r.get("precision", "fp32") == "fp32"), None)
             if eager is None:
                 continue
             best = min(ok, key=lambda r: r["p50_ms"])
             out.setdefault(device, {})[spec] = {
-                "best_backend": best["backend"], "speedup": eager["p50_ms"] / best["p50_ms"],
+                "best_backend": best["backend"], "best_precision": best.get("precision", "fp32"),
+                "speedup": eager["p50_ms"] / best["p50_ms"],
                 "eager_p50_ms": eager["p50_ms"], "best_p50_ms": best["p50_ms"],
                 "max_abs_diff_vs_eager": best["max_abs_diff_vs_eager"], "twin": best["twin"]}
     return out

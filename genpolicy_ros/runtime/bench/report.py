@@ -18,6 +18,9 @@ Top-level keys of the JSON (``format: genpolicy-bench/1``)::
                        rate_hz_measured, commands, nonfinite_commands, node_cpu_percent,
                        middleware / source / probe_callback {interarrival_*, jitter_* ms},
                        node_diagnostics — or {skipped: true, reason}
+    soak               genpolicy bench --soak-seconds N (runs alone; runtime/bench/soak.py):
+                       settings, windows [per-window timing, resources per process role],
+                       summary, node_diagnostics_last — or {skipped: true, reason}
 
 Raw samples (latency per run, lateness per tick, traces) stay out of the JSON; the
 plots use them.
@@ -209,8 +212,9 @@ def format_table(report: dict) -> str:
         lines.append(f"ROS command stream @ {ros['settings']['rate_hz']:g} Hz, node in its own process: "
                      f"{ros['rate_hz_measured']:.2f} Hz, {ros['nonfinite_commands']} non-finite, "
                      f"node CPU {ros['node_cpu_percent']:.0f} %; |gap - period| ms (p50 / p99 / max)")
-        for name, key in (("middleware rx", "middleware"), ("publisher", "source"), ("probe callback", "probe_callback")):
+        for name, key in (("middleware rx", "middleware"), ("publisher", "source"),
+                          ("probe callback", "probe_callback")):
             g = ros.get(key) or {}
-            lines.append(f"  {name:15} {_f(g.get('jitter_p50_ms'), '{:.3f}')} / {_f(g.get('jitter_p99_ms'), '{:.3f}')} / "
-                         f"{_f(g.get('jitter_max_ms'), '{:.3f}')}")
+            lines.append(f"  {name:15} {_f(g.get('jitter_p50_ms'), '{:.3f}')} / "
+                         f"{_f(g.get('jitter_p99_ms'), '{:.3f}')} / {_f(g.get('jitter_max_ms'), '{:.3f}')}")
     return "\n".join(lines)

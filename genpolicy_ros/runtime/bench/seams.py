@@ -337,3 +337,46 @@ def measure_seams(policy, cfg: SeamConfig, *, progress: Optional[Callable[[], No
     return {"plant": plant_kind, "delay_rows": int(cfg.delay_rows),
             "delay_s": emulated_latency_s(cfg.delay_rows, model.dt, period),
             "rate_hz": float(cfg.rate_hz), "modes": modes}
+
+
+# --------------------------------------------------------------------------- the grid
+#: Modes of the delay × action-horizon grid: no blending, ACT ensembling, RTC either way.
+GRID_MODES = ("none", "ensemble", "rtc-hard", "rtc-guided")
+
+
+def measure_seam_grid(policy, cfg: SeamConfig, delays: Sequence[int], horizons: Sequence[int], *,
+                      progress: Optional[Callable[[], None]] = None, task_plant=None) -> dict:
+    """Seam ratio per (delay in rows, action horizon T_a, mode): :func:`measure_seams` once
+    per cell with ``cfg`` otherwise unchanged (same episodes, seeds and plant in every cell).
+
+    Returns ``{"modes": [...], "cells": [{"delay_rows", "action_horizon", "ratios": {mode:
+    ratio or None}, "holds": {mode: n}}, ...]}``; a ratio is None where it is undefined (no
+    seam: a chunk that arrives after the executable rows ran out is rejected as late).
+    """
+    delays, horizons = [int(d) for d in delays], [int(h) for h in horizons]
+    bad = [d for d in delays if d < 0] + [h for h in horizons if h < 1]
+    if not delays or not horizons or bad:
+        raise ValueError(f"seam grid: delays must be ints >= 0 and horizons ints >= 1, got {delays}, {horizons}")
+    cells = []
+    for horizon in horizons:
+        for delay in delays:
+            settings = dataclasses.replace(cfg.settings, action_horizon=horizon)
+            cell_cfg = dataclasses.replace(cfg, delay_rows=delay, settings=settings)
+            out = measure_seams(policy, cell_cfg, progress=progress, task_plant=task_plant)
+            cells.append({"delay_rows": delay, "action_horizon": horizon, "plant": out["plant"],
+                          "ratios": {m: out["modes"][m]["metric"]["ratio"] for m in cfg.modes},
+                          "holds": {m: out["modes"][m]["metric"]["holds"] for m in cfg.modes}})
+    return {"modes": list(cfg.modes), "episodes": cfg.episodes, "seconds": cfg.seconds,
+            "rate_hz": float(cfg.rate_hz), "cells": cells}
+
+
+def format_seam_grid(grid: dict) -> str:
+    """The grid as a text table: one row per (T_a, d), one column per mode."""
+    modes = grid["modes"]
+    lines = [f"seam ratio grid (max seam accel / in-chunk p99; {grid['episodes']} episodes × "
+             f"{grid['seconds']:g} s per cell, {grid['rate_hz']:g} Hz)",
+             "  T_a  d  " + "".join(f"{m:>12}" for m in modes)]
+    for c in grid["cells"]:
+        cols = "".join(f"{'n/a' if c['ratios'][m] is None else format(c['ratios'][m], '.2f'):>12}" for m in modes)
+        lines.append(f"  {c['action_horizon']:>3} {c['delay_rows']:>2}  {cols}")
+    return "\n".join(lines)

@@ -32,7 +32,6 @@ from scipy.spatial.transform import Rotation
 from . import robot
 from .kinematics import ArmIK
 
-
 _ARM_SLOTS = {"left": slice(0, 6), "right": slice(7, 13)}  # arm joints inside the 14-vector
 
 
@@ -118,7 +117,8 @@ def gripper_matrices(heading: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -
     return np.stack([x, cr * y + sr * z, -sr * y + cr * z], axis=2)  # [N, 3, 3]
 
 
-def interpolate(waypoints: list[Waypoint], steps: int, base_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def interpolate(waypoints: list[Waypoint], steps: int,
+                base_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per control step 0..steps-1: TCP positions [steps, 3], rotation matrices [steps, 3, 3],
     gripper openings [steps]. Each segment follows a minimum-jerk profile; the heading of
     the gripper is the direction from the arm's base ``base_xy`` [2] to the TCP, so that the
@@ -135,7 +135,11 @@ def interpolate(waypoints: list[Waypoint], steps: int, base_xy: np.ndarray) -> t
     pitch_w = np.array([w.pitch for w in waypoints])  # [W]
     roll_w = np.array([w.roll for w in waypoints])
     grip_w = np.array([w.gripper for w in waypoints])
-    mix = lambda v: (1 - s.reshape((-1,) + (1,) * (v.ndim - 1))) * v[prev] + s.reshape((-1,) + (1,) * (v.ndim - 1)) * v[nxt]  # noqa: E731
+
+    def mix(v: np.ndarray) -> np.ndarray:  # waypoint values [W, ...] -> per-step blend [steps, ...]
+        w = s.reshape((-1,) + (1,) * (v.ndim - 1))
+        return (1 - w) * v[prev] + w * v[nxt]
+
     positions = mix(pos)  # [steps, 3]
     matrices = gripper_matrices(positions[:, :2] - np.asarray(base_xy, dtype=float), mix(pitch_w), mix(roll_w))
     return positions, matrices, mix(grip_w)
