@@ -171,12 +171,14 @@ def resample_chunk(chunk: np.ndarray, chunk_dt: float, control_dt: float) -> np.
 
 
 def rollout(policy: ChunkPolicy, env: AlohaTransferCubeEnv, *, seed: int, T_o: int, action_horizon: int,
-            with_images: bool = False, chunk_dt: Optional[float] = None) -> RolloutResult:
+            with_images: bool = False, chunk_dt: Optional[float] = None,
+            on_step: Optional[Callable[[int], None]] = None) -> RolloutResult:
     """One receding-horizon episode in simulated time (no latency): from the last ``T_o``
     observations (``{"state": [T_o, 21]}``, plus ``"images": {camera: [T_o, H, W, 3]}``,
     ``chunk_dt`` apart) ask ``policy`` for a chunk and execute its first ``action_horizon``
     rows. Chunk rows ``chunk_dt`` apart (default: the env's control period; a whole multiple
-    of it) are interpolated linearly onto the 50 Hz control steps."""
+    of it) are interpolated linearly onto the 50 Hz control steps. ``on_step(k)`` runs after
+    control step k (e.g. to render a frame)."""
     if T_o < 1 or action_horizon < 1:
         raise ValueError("T_o and action_horizon must be >= 1")
     dt = env.control_dt
@@ -185,7 +187,7 @@ def rollout(policy: ChunkPolicy, env: AlohaTransferCubeEnv, *, seed: int, T_o: i
     history = [obs]
     queue: list[np.ndarray] = []
     commands, states = [], []
-    for _ in range(env.config.episode_steps):
+    for k in range(env.config.episode_steps):
         if not queue:
             # observations at t, t - chunk_dt, ... (the first one repeated before the episode start)
             window = [history[max(len(history) - 1 - stride * i, 0)] for i in reversed(range(T_o))]
@@ -204,4 +206,6 @@ def rollout(policy: ChunkPolicy, env: AlohaTransferCubeEnv, *, seed: int, T_o: i
         obs = env.step(command, dt, with_image=with_images)
         history.append(obs)
         history = history[-(stride * T_o + 1):]
+        if on_step is not None:
+            on_step(k)
     return RolloutResult(evaluation=env.evaluate(), commands=np.asarray(commands), states=np.asarray(states))
