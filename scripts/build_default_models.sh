@@ -6,9 +6,9 @@
 # Usage: scripts/build_default_models.sh [WORK_DIR]   (needs `make install` first; ~1 h on 2 cores)
 #
 # ALOHA=1 also builds models/aloha_state_flow (ALOHA transfer-cube, state-based flow; long and
-# optional): 330 scripted demonstrations with DART noise (~5 min), 27 500 training steps on one
-# CPU thread (0.15-0.3 s per step on this 2-core machine: ~1.2-2.3 h), then the success curve of
-# its checkpoints (50 ROS-free episodes each, ~1-2.5 min per checkpoint, 11 checkpoints).
+# optional): 330 scripted demonstrations with DART noise (~5 min), 25 000 training steps on one
+# CPU thread (0.15-0.3 s per step on this 2-core machine: ~1.1-2.1 h), then the success curve of
+# its checkpoints (50 ROS-free episodes each, ~1-2.5 min per checkpoint, 10 checkpoints).
 # ALOHA=only builds just that model. ALOHA_EPISODES / ALOHA_STEPS override the demonstrations (330)
 # and the training steps (the config's) for a quick trial.
 set -euo pipefail
