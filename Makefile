@@ -15,10 +15,11 @@ PYTEST_ARGS ?=
 export OMP_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: install sim-deps demo test lint bench clean help
+.PHONY: install sim-deps demo demo-aloha test lint bench clean help
 
 help:
 	@echo "make demo   - set up .venv and run the closed-loop demo on the shipped model"
+	@echo "make demo-aloha - only the demo's ALOHA transfer-cube episode (models/aloha_state_flow) + a GIF"
 	@echo "make test   - set up .venv, lint, and run the whole test suite"
 	@echo "make lint   - ruff (rules in pyproject.toml)"
 	@echo "make bench  - run the benchmarks (not part of make test)"
@@ -64,6 +65,17 @@ install: $(STAMP) $(ALOHA_STAMP) sim-deps
 
 demo: install
 	$(VENV)/bin/genpolicy demo
+	$(MAKE) --no-print-directory demo-aloha
+
+# One ALOHA transfer-cube episode of models/aloha_state_flow over ROS 2 (sim node + policy node,
+# task from the model's metadata; ~40 s with start-up, part of `make demo`), then a GIF of the
+# episode with the same reset seed rolled out ROS-free (simulated time, no latency: the same
+# start, not the same commands) in demo_report/.
+demo-aloha: install
+	@mkdir -p demo_report
+	$(VENV)/bin/genpolicy eval models/aloha_state_flow --episodes 1 --seed 2 --json demo_report/aloha_eval.json
+	$(PY) -m genpolicy_ros.sim.aloha.episode_gif --model models/aloha_state_flow --seed 2 \
+	  --out demo_report/aloha_episode.gif
 
 # One pytest process per suite (and per ROS test file): nodes, DDS participants, the
 # generation processes and MuJoCo GL contexts of one file cannot disturb the next.

@@ -49,7 +49,8 @@ EXTRAS = {
     # pandas writes meta/tasks.parquet the way LeRobot reads it) and robomimic (HDF5) readers.
     "data": ["rosbags>=0.11", "opencv-python-headless>=4.7", "pyarrow>=14", "pandas>=2.0", "av>=12",
              "h5py>=3.8"],
-    "sim": ["mujoco>=3.0"],
+    # imageio writes episode GIFs (python -m genpolicy_ros.sim.aloha.episode_gif).
+    "sim": ["mujoco>=3.0", "imageio>=2.30"],
     # The real ROS 2 client library and messages as PyPI wheels, for machines without a
     # ROS 2 installation. On a ROS 2 machine the system packages are used instead.
     "ros": [

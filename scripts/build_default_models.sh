@@ -4,6 +4,13 @@
 #   genpolicy train    -> one model directory per config in config/models/ (--task: the task's
 #                         defaults; the model records observation.state_inputs and metadata.task)
 # Usage: scripts/build_default_models.sh [WORK_DIR]   (needs `make install` first; ~1 h on 2 cores)
+#
+# ALOHA=1 also builds models/aloha_state_flow (ALOHA transfer-cube, state-based flow; long and
+# optional): 330 scripted demonstrations with DART noise (~5 min), 25 000 training steps on one
+# CPU thread (0.15-0.3 s per step on this 2-core machine: ~1.1-2.1 h), then the success curve of
+# its checkpoints (50 ROS-free episodes each, ~1-2.5 min per checkpoint, 10 checkpoints).
+# ALOHA=only builds just that model. ALOHA_EPISODES / ALOHA_STEPS override the demonstrations (330)
+# and the training steps (the config's) for a quick trial.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GP=${GENPOLICY:-.venv/bin/genpolicy}
@@ -11,11 +18,11 @@ WORK=${1:-build/default_models}
 EPISODES=${EPISODES:-200}
 mkdir -p "$WORK"
 
-if [ ! -f "$WORK/reach_bag/metadata.yaml" ]; then
+if [ "${ALOHA:-0}" != only ] && [ ! -f "$WORK/reach_bag/metadata.yaml" ]; then
   "$GP" collect --episodes "$EPISODES" --images --seed 1 --out "$WORK/reach_bag"
 fi
 
-if [ ! -f "$WORK/obstacle_data/dataset.json" ]; then
+if [ "${ALOHA:-0}" != only ] && [ ! -f "$WORK/obstacle_data/dataset.json" ]; then
   # The obstacle variant's demonstrations are paired (each start shown in both modes),
   # which the sim node cannot do yet: recorded ROS-free from the same env and expert.
   "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.collect_offline --obstacle --paired --episodes "$EPISODES" \
@@ -43,11 +50,30 @@ ship() {  # name
   cp "$WORK/$name/loss.png" "$WORK/$name/train_log.csv" "models/$name/" 2>/dev/null || true
 }
 
-train reach_flow
-train reach_ddim
-train reach_mse
-train reach_image_flow --images
-train_obstacle obstacle_flow
-train_obstacle obstacle_ddim
-train_obstacle obstacle_mse
+build_aloha() {
+  local data="$WORK/aloha_data" run="$WORK/aloha_state_flow"
+  if [ ! -f "$data/dataset.json" ]; then
+    "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.collect_offline --episodes "${ALOHA_EPISODES:-330}" \
+      --noise-rad 0.01 --seed 0 \
+      --out "$data" --no-progress
+  fi
+  OMP_NUM_THREADS=1 "$GP" train --task aloha_transfer_cube --data "$data" --config config/models/aloha_state_flow.yaml \
+    --out "$run" --overwrite --no-progress ${ALOHA_STEPS:+--steps "$ALOHA_STEPS"}
+  OMP_NUM_THREADS=1 "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.success_curve --run "$run" --episodes 50 --seed 1
+  ship aloha_state_flow
+  cp "$run/success_curve.csv" "$run/success_curve.png" models/aloha_state_flow/
+}
+
+if [ "${ALOHA:-0}" != only ]; then
+  train reach_flow
+  train reach_ddim
+  train reach_mse
+  train reach_image_flow --images
+  train_obstacle obstacle_flow
+  train_obstacle obstacle_ddim
+  train_obstacle obstacle_mse
+fi
+if [ "${ALOHA:-0}" != 0 ]; then
+  build_aloha
+fi
 echo "default models written to models/: $(ls models)"

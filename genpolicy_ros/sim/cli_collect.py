@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -113,8 +114,10 @@ def collect(args) -> dict:
             Parameter("max_episodes", value=int(args.episodes)),
         ])
         nodes.append(sim)
+        # The expert's plan 0.5 s ahead in every trajectory: on a busy machine a message that
+        # arrives late still holds the rows due now (the sim samples them on its own clock).
         driver = ExpertDriver(context=context, task=task.name, seed=int(args.seed), command_rate_hz=1.0 / args.dt,
-                              output_mode=args.command)
+                              output_mode=args.command, horizon=max(4, int(math.ceil(0.5 / args.dt))))
         nodes.append(driver)
         rec_node = Node("genpolicy_recorder", context=context,
                         parameter_overrides=[Parameter("use_sim_time", value=True)])
@@ -143,7 +146,8 @@ def collect(args) -> dict:
         executor = SingleThreadedExecutor(context=context)
         for node in nodes:
             executor.add_node(node)
-        _wait_for_connections(executor, rec_node, driver, episode_topic)
+        _wait_for_connections(executor, rec_node, driver, episode_topic,
+                              [T.absolute(T.input_topic(i.name)) for i in task.state_inputs])
         sim.start()
 
         progress = None
@@ -195,15 +199,19 @@ def collect(args) -> dict:
         rclpy.try_shutdown(context=context)
 
 
-def _wait_for_connections(executor, rec_node, driver, episode_topic: str, timeout_s: float = 10.0) -> None:
-    """Spin until the recorder and the driver see the sim's topics' subscribers (discovery)."""
+def _wait_for_connections(executor, rec_node, driver, episode_topic: str, input_topics=(),
+                          timeout_s: float = 10.0) -> None:
+    """Spin until the recorder and the driver see the sim's publishers (joint states, every
+    non-joint input, the episode topic) and the sim the driver's commands (discovery): an
+    episode whose first observations reach nobody would start the expert late."""
     from ..ros import topics as T
 
+    observed = [T.absolute(T.JOINT_STATES), *input_topics]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
         if (rec_node.count_publishers(episode_topic) > 0
-                and rec_node.count_publishers(T.absolute(T.JOINT_STATES)) > 0
+                and all(rec_node.count_publishers(t) > 0 and driver.count_publishers(t) > 0 for t in observed)
                 and driver.count_subscribers(T.absolute(T.TRAJECTORY))
                 + driver.count_subscribers(T.absolute(T.FORWARD)) >= 2):
             time.sleep(0.1)  # matched in the graph; give DDS a moment to pair the endpoints

@@ -21,9 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed*100003+i")
     p.add_argument("--episode-s", type=float, default=0.0, metavar="S",
                    help="episode length (sim seconds; default 0 = the task's, 3 s for reach)")
-    p.add_argument("--physics-rate-hz", type=float, default=100.0, metavar="HZ",
-                   help="loop and joint_states rate in simulated time (default 100)")
-    p.add_argument("--camera-rate-hz", type=float, default=10.0, metavar="HZ", help="0 = no camera (default 10)")
+    p.add_argument("--physics-rate-hz", type=float, default=0.0, metavar="HZ",
+                   help="loop and joint_states rate in simulated time (default 0 = the task's: reach 100, "
+                        "aloha_transfer_cube 50)")
+    p.add_argument("--camera-rate-hz", type=float, default=None, metavar="HZ",
+                   help="0 = no camera (default: the task's, reach 10, aloha_transfer_cube 50)")
     p.add_argument("--image-size", type=int, nargs=2, default=(0, 0), metavar=("H", "W"),
                    help="camera frame size (default 0 0 = each camera's own, 64x64 for reach: what its image "
                         "model takes)")
@@ -47,15 +49,17 @@ def run(args) -> int:
     from rclpy.parameter import Parameter
 
     from ..ros.spin import spin_until_shutdown
+    from ..tasks import get_task
     from .node import SimNode
 
+    camera_rate = get_task(args.task).defaults.camera_rate_hz if args.camera_rate_hz is None else args.camera_rate_hz
     overrides = [
         Parameter("task", value=args.task),
         Parameter("legacy_target_joints", value=bool(args.legacy_target_joints)),
         Parameter("seed", value=int(args.seed)),
         Parameter("episode_s", value=float(args.episode_s)),
         Parameter("physics_rate_hz", value=float(args.physics_rate_hz)),
-        Parameter("camera_rate_hz", value=float(args.camera_rate_hz)),
+        Parameter("camera_rate_hz", value=float(camera_rate)),
         Parameter("image_height", value=int(args.image_size[0])),
         Parameter("image_width", value=int(args.image_size[1])),
         Parameter("compressed_format", value=args.compressed_format),

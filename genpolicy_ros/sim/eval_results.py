@@ -37,6 +37,8 @@ class EpisodeRecord:
     wall_duration_s: float  # header-stamp (ROS/wall) span; > episode_s when the sim fell behind real time
     collided: bool = False  # obstacle variant: the fingertip touched the post (the episode failed)
     stages: Dict[str, object] = field(default_factory=dict)  # per-stage outcome, when the task reports one
+    benchmark_success: Optional[bool] = None  # the published benchmark's own score, when the task has one
+    real_time_factor: Optional[float] = None  # simulated s per wall s of the episode (the sim's report)
 
 
 @dataclass
@@ -64,6 +66,10 @@ class EvalResult:
     wall_s: float = 0.0
     seams: Dict[str, object] = field(default_factory=dict)  # seam smoothness of the commands (seam_smoothness)
     delay: Dict[str, object] = field(default_factory=dict)  # inference delay measured vs used (delay_summary)
+    #: fraction of episodes that reached each stage (tasks with stages, e.g. ALOHA: grasped,
+    #: lifted, transferred); {} for tasks without
+    stage_rates: Dict[str, float] = field(default_factory=dict)
+    benchmark_success_rate: Optional[float] = None  # the benchmark's own score (ALOHA: gym-aloha reward 4)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,11 +78,17 @@ class EvalResult:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def summary_line(self) -> str:
-        modes = "/".join(str(n) for n in self.mode_histogram.values())
-        labels = "/".join(m.replace("elbow_", "") for m in self.mode_histogram)
+        if self.stage_rates:
+            outcome = "stages " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in self.stage_rates.items())
+            if self.benchmark_success_rate is not None:
+                outcome += f", benchmark {100 * self.benchmark_success_rate:.0f}%"
+        else:
+            modes = "/".join(str(n) for n in self.mode_histogram.values())
+            labels = "/".join(m.replace("elbow_", "") for m in self.mode_histogram)
+            outcome = f"modes {labels} {modes}"
         return (f"{self.kind}/{self.sampler}{'' if self.num_steps is None else f'-{self.num_steps}'}: "
-                f"success {100 * self.success_rate:.1f}% of {self.episodes}, modes {labels} "
-                f"{modes}, latency p50 {_fmt(self.latency_ms.get('p50'))} "
+                f"success {100 * self.success_rate:.1f}% of {self.episodes}, {outcome}, latency p50 "
+                f"{_fmt(self.latency_ms.get('p50'))} "
                 f"p95 {_fmt(self.latency_ms.get('p95'))} ms, command jitter p99 "
                 f"{_fmt(self.command_jitter_ms.get('p99'))} ms")
 
@@ -120,6 +132,20 @@ def check_schema(doc: dict) -> List[str]:
     if not isinstance(doc["machine"], dict):
         problems.append("machine must be an object")
     return problems
+
+
+def stage_statistics(records: Sequence[EpisodeRecord]) -> tuple:
+    """``(stage_rates, benchmark_success_rate)`` over the episodes: the fraction that reached
+    each stage (in the order the task reports them) and that scored on the benchmark's own
+    terms; ``({}, None)`` for a task that reports neither."""
+    names: List[str] = []
+    for r in records:
+        names += [k for k in r.stages if k not in names]
+    n = max(len(records), 1)
+    rates = {k: round(sum(bool(r.stages.get(k)) for r in records) / n, 4) for k in names}
+    scored = [r.benchmark_success for r in records if r.benchmark_success is not None]
+    bench = round(sum(bool(b) for b in scored) / len(scored), 4) if scored else None
+    return rates, bench
 
 
 def machine_info() -> Dict[str, object]:

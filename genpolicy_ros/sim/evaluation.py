@@ -78,6 +78,7 @@ from .eval_results import (  # noqa: F401 (API)
     percentiles,
     plan_seams,
     seam_smoothness,
+    stage_statistics,
 )
 
 NS_PER_S = 1_000_000_000
@@ -167,8 +168,12 @@ class EvalConfig:
 
 
 def policy_node_command(cfg: EvalConfig, use_sim_time: bool = False) -> List[str]:
-    """``python -m genpolicy_ros.cli node --ros-args -p ...`` for this evaluation."""
+    """``python -m genpolicy_ros.cli node --ros-args -p ...`` for this evaluation (with the
+    task's ``defaults.node_parameters``)."""
+    from ..tasks import get_task
+
     return node_command({
+        **dict(get_task(cfg.task_name).defaults.node_parameters),
         "model_path": str(Path(cfg.model_dir).resolve()),
         "output_mode": cfg.output_mode,
         "control_rate_hz": float(cfg.control_rate_hz),
@@ -298,6 +303,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         rclpy.try_shutdown(context=context)
 
     modes = task.modes or tuple(sorted({r.mode for r in records}))
+    stage_rates, benchmark_rate = stage_statistics(records)
+    factors = [r.real_time_factor for r in records if r.real_time_factor is not None]
     hist = {m: sum(r.mode == m for r in records) for m in modes}
     n = len(records)
     return EvalResult(
@@ -319,9 +326,10 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                   "rate_factor": cfg.rate_factor, "backend": cfg.backend, "device": cfg.device,
                   "domain_id": domain_id, "cameras": list(cameras),
                   "jitter_clock": evaluator.jitter_clock, "obstacle": task.name == "reach_obstacle",
-                  "collisions": sum(r.collided for r in records)},
+                  "collisions": sum(r.collided for r in records),
+                  "real_time_factor_mean": round(sum(factors) / len(factors), 3) if factors else None},
         commands=totals, sim_stats=sim_stats, policy_diagnostics=diagnostics_summary(diagnostics),
-        wall_s=round(time.monotonic() - t_start, 2),
+        wall_s=round(time.monotonic() - t_start, 2), stage_rates=stage_rates, benchmark_success_rate=benchmark_rate,
         seams={**seam_smoothness(traces, 1.0 / cfg.control_rate_hz), **plan_seams(diagnostics)},
         delay=delay_summary(diagnostics, ages, model_cfg.horizon.dt, cfg.control_rate_hz))
 
@@ -360,4 +368,6 @@ def _one_episode(index: int, sim, ev: Evaluator, budget_s: float, policy: NodePr
         fingertip=ev.fingertip_path(int(result["start_ns"]), int(result["end_ns"])),
         commands=commands, nonfinite_commands=nonfinite,
         wall_duration_s=round((int(result["end_ns"]) - int(result["start_ns"])) / NS_PER_S, 4),
-        collided=bool(result.get("collided", False)), stages=dict(result.get("stages") or {}))
+        collided=bool(result.get("collided", False)), stages=dict(result.get("stages") or {}),
+        benchmark_success=None if result.get("benchmark_success") is None else bool(result["benchmark_success"]),
+        real_time_factor=result.get("real_time_factor"))

@@ -56,6 +56,9 @@ class ExpertDriver(Node):
             raise ValueError(f"command_rate_hz must be > 0, got {command_rate_hz}")
         if not (isinstance(horizon, int) and horizon >= 1):
             raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
+        warm_up = getattr(self.task.make_expert, "warm_up", None)
+        if warm_up is not None:  # e.g. compile the robot model for the IK now, not at the first observation
+            warm_up()
         self.output_mode = output_mode
         self.horizon = horizon
         self._expert_kwargs = expert_kwargs

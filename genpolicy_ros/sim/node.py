@@ -54,13 +54,23 @@ the reach task adds ``final_distance``, ``mode`` and, with the obstacle, ``colli
 final value under its name (reach: ``"target": [x, y]``). ``start_ns``/``end_ns`` are the
 header stamps (node time, integer ns) of the episode's first and last joint_states, which
 :func:`genpolicy_ros.data.bags.bag_to_episodes` uses to cut a recording into episodes.
-``completed`` is false for an episode cut short by ``~/reset``.
+``completed`` is false for an episode cut short by ``~/reset``. ``wall_s`` and
+``real_time_factor`` (simulated seconds of the episode per wall second) say how fast it ran.
+
+Lock-step simulated time: with ``publish_clock`` the clock advances exactly one period per
+tick, however long the tick took. When the simulator cannot keep up (rendering several
+cameras in software), it runs slower than ``rate_factor`` and every stamp, ``/clock``
+included, stays consistent with the physics, as Gazebo does below real time; nodes with
+``use_sim_time:=true`` see a slower world, not a jumpy one. Without ``publish_clock`` the
+stamps are wall time and a slow tick would stretch 1/physics_rate_hz of physics over more
+wall time than the stamps claim: use the clock whenever the real-time factor is below 1.
 
 The scripted expert that drives it for ``genpolicy collect`` is
 :class:`~genpolicy_ros.sim.expert_driver.ExpertDriver`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -113,10 +123,10 @@ class SimNode(Node):
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()  # guards the command state shared with the loop thread
-        defaults = SimParams()
+        defaults = {f.name: f.default for f in dataclasses.fields(SimParams)}  # as declared (0 = the task's)
         values = {}
         for name in DESCRIPTIONS:
-            self.declare_parameter(name, getattr(defaults, name), descriptor(name))
+            self.declare_parameter(name, defaults[name], descriptor(name))
             values[name] = self.get_parameter(name).value
         values["physics_rate_hz"] = float(values["physics_rate_hz"])
         values["episode_s"] = float(values["episode_s"])
@@ -160,6 +170,7 @@ class SimNode(Node):
         self._episode = -1
         self._episode_seed = 0
         self._episode_start_ns = 0
+        self._episode_start_wall = 0.0
         self._episode_open = False
         self._next_camera_ns = 0
         self._last_obs = None
@@ -256,6 +267,7 @@ class SimNode(Node):
                 self._command = self.task.hold_command(obs)
                 self._trajectory = None
                 self._episode_start_ns = now
+            self._episode_start_wall = time.monotonic()
             self._episode_open = True
             self._next_camera_ns = now
         else:
@@ -311,6 +323,11 @@ class SimNode(Node):
             "end_ns": int(end_ns),
             "completed": bool(completed),
         }
+        wall_s = time.monotonic() - self._episode_start_wall
+        # simulated seconds per wall second over the episode (< 1: the sim could not keep up,
+        # e.g. rendering; with publish_clock every stamp is simulated time, so nothing else changes)
+        status["wall_s"] = round(wall_s, 3)
+        status["real_time_factor"] = round(self.env.time / wall_s, 3) if wall_s > 0 else None
         status.update(_json_value(self.env.evaluate()))
         if self._last_obs is not None:
             status.update({name: _json_value(values) for name, values in self._last_obs.inputs.items()})

@@ -3,7 +3,8 @@
 Every parameter is read-only after start. ``task`` picks the registered task
 (:mod:`genpolicy_ros.tasks`); ``obstacle:=true`` is the older spelling of
 ``task:=reach_obstacle``. ``episode_s``, ``image_height`` / ``image_width`` of 0 mean the
-task's defaults (its episode length, each camera's own size).
+task's defaults (its episode length, each camera's own size), and so does
+``physics_rate_hz`` of 0 (the task's loop rate: 100 Hz for reach, 50 Hz for ALOHA).
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ class SimParams:
     task: str = DEFAULT_TASK
     seed: int = 0
     episode_s: float = 0.0  # 0 = the task's default
-    physics_rate_hz: float = 100.0  # loop / joint_states rate (simulated time); divides the task's physics rate
+    # loop / joint_states rate (simulated time); divides the task's physics rate; 0 = the task's
+    physics_rate_hz: float = 0.0
     camera_rate_hz: float = 10.0  # 0 = no camera (no rendering)
     image_height: int = 0  # 0 = each camera's own size
     image_width: int = 0
@@ -36,6 +38,8 @@ class SimParams:
 
     def __post_init__(self):
         task = self.task_spec()  # validates task / obstacle
+        if self.physics_rate_hz == 0:
+            object.__setattr__(self, "physics_rate_hz", float(task.defaults.physics_rate_hz))
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         substeps = task.physics_step_hz / self.physics_rate_hz if self.physics_rate_hz > 0 else 0.0
@@ -102,8 +106,8 @@ DESCRIPTIONS = {
     "task": ("registered task (genpolicy_ros.tasks): reach, reach_obstacle, ...", {}),
     "seed": ("episode i uses seed * 100003 + i", dict(int_range=(0, 2**31 - 1))),
     "episode_s": ("episode length in simulated seconds (0 = the task's)", dict(float_range=(0.0, 3600.0))),
-    "physics_rate_hz": ("loop and joint_states rate (simulated time); divides the simulator's step rate",
-                        dict(float_range=(1.0, 500.0))),
+    "physics_rate_hz": ("loop and joint_states rate (simulated time); divides the simulator's step rate; "
+                        "0 = the task's (reach 100, ALOHA 50)", dict(float_range=(0.0, 500.0))),
     "camera_rate_hz": ("camera frame rate, 0 = no camera", dict(float_range=(0.0, 2000.0))),
     "image_height": ("camera image height (pixels; 0 = each camera's own)", dict(int_range=(0, 4096))),
     "image_width": ("camera image width (pixels; 0 = each camera's own)", dict(int_range=(0, 4096))),

@@ -70,6 +70,9 @@ class TaskDefaults:
     #: model label -> training config (``config/models/*.yaml``, relative to the repository)
     model_configs: Mapping[str, str] = field(default_factory=dict)
     eval_episodes: int = 50
+    #: policy-node parameters ``genpolicy eval`` sets for this task (``-p name:=value``), e.g.
+    #: a tracking tolerance that admits grippers held open by the object they close on
+    node_parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

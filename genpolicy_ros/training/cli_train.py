@@ -197,6 +197,20 @@ def policy_config_from(metadata, data_actions, section: dict, args, extra_defaul
     return PolicyConfig.from_dict(merged)
 
 
+def resumed_policy_config(saved: dict, metadata):
+    """The PolicyConfig a checkpoint saved, with ``observation.state_inputs`` filled in from
+    the data set when the checkpoint has none (runs started before data sets recorded their
+    non-joint inputs): where the node reads those state entries is no part of the weights."""
+    from genpolicy_ros.core.config import PolicyConfig
+
+    saved = dict(saved)
+    observation = dict(saved.get("observation") or {})
+    if not observation.get("state_inputs") and metadata.state_inputs:
+        observation["state_inputs"] = observed_state_inputs(metadata.state_inputs, observation.get("state_names", []))
+        saved["observation"] = observation
+    return PolicyConfig.from_dict(saved)
+
+
 def observed_state_inputs(inputs: dict, observed) -> dict:
     """The data set's non-joint inputs that a model observing ``observed`` reads: each input
     with its observed names, which must be a leading part of its names (they map in order
@@ -265,7 +279,6 @@ def run(args) -> int:
 def _run(args) -> int:
     import numpy as np
 
-    from genpolicy_ros.core.config import PolicyConfig
     from genpolicy_ros.core.policy import GenerativePolicy
     from genpolicy_ros.data.dataset import WindowDataset
     from genpolicy_ros.data.episodes import EpisodeDataset
@@ -280,7 +293,7 @@ def _run(args) -> int:
     checkpoint = latest_checkpoint(out) if args.resume else None
     if checkpoint is not None:
         state = read_trainer_state_json(checkpoint)
-        policy_cfg = PolicyConfig.from_dict(state["policy_config"])
+        policy_cfg = resumed_policy_config(state["policy_config"], metadata)
         saved = state["train_config"]
         for opt, name in _TRAIN_OPTIONS.items():
             if name in _RESUME_OVERRIDABLE and getattr(args, opt, None) is not None:

@@ -233,3 +233,17 @@ def test_a_model_declares_the_inputs_it_observes_and_only_leading_entries():
     args = argparse.Namespace(T_o=None, T_p=None, T_a=None, dt=None, kind=None, network=None, seed=None)
     cfg = cli_train.policy_config_from(meta, np.zeros((4, 1)), {"observation": {"state_names": ["j", "tx"]}}, args)
     assert cfg.observation.state_inputs == {"target": {"type": "point", "names": ["tx"]}}
+
+
+def test_resume_fills_in_the_inputs_an_older_checkpoint_did_not_declare():
+    inputs = {"cube": {"type": "pose", "names": ["cx", "cy"]}}
+    meta = DatasetMetadata(joint_names=["j"], state_names=["j", "cx", "cy"], dt=0.1, state_inputs=inputs)
+    args = argparse.Namespace(T_o=None, T_p=None, T_a=None, dt=None, kind=None, network=None, seed=None)
+    saved = cli_train.policy_config_from(meta, np.zeros((4, 1)), {}, args).to_dict()
+    declared = cli_train.resumed_policy_config(saved, meta)
+    assert declared.observation.state_inputs == inputs
+    saved["observation"]["state_inputs"] = {}  # as a run started before data sets recorded their inputs
+    assert cli_train.resumed_policy_config(saved, meta).observation.state_inputs == inputs
+    assert cli_train.resumed_policy_config(saved, meta).network == declared.network
+    plain = DatasetMetadata(joint_names=["j"], state_names=["j", "cx", "cy"], dt=0.1)
+    assert cli_train.resumed_policy_config(saved, plain).observation.state_inputs == {}

@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", nargs="+", default=["top"], metavar="CAM", help="cameras with --images (default top)")
     p.add_argument("--image-size", type=int, nargs=2, default=(120, 160), metavar=("H", "W"))
     p.add_argument("--seed", type=int, default=0, help="episode i resets with seed*100003+i (default 0)")
+    p.add_argument("--noise-rad", type=float, default=0.0, metavar="STD",
+                   help="DART noise: executed arm commands = plan + an OU process of this std (rad); the data "
+                        "records the plan (default 0)")
+    p.add_argument("--noise-tau", type=float, default=0.3, metavar="S", help="correlation time of that noise (s)")
     p.add_argument("--keep-failures", action="store_true", help="also write failed demonstrations")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
@@ -46,10 +50,11 @@ def main(argv=None) -> int:
         ensure_headless_gl()  # before the first `import mujoco`
     from .assets import AlohaAssetsMissing
     from .env import AlohaTaskConfig
-    from .offline import collect_expert_episodes
+    from .offline import CommandNoise, collect_expert_episodes
 
     try:
         task = AlohaTaskConfig(cameras=tuple(args.cameras), image_size=tuple(args.image_size))
+        noise = CommandNoise(args.noise_rad, args.noise_tau)
     except ValueError as exc:
         print(f"collect_offline: {exc}", file=sys.stderr)
         return 2
@@ -57,7 +62,7 @@ def main(argv=None) -> int:
     try:
         dataset, evaluations = collect_expert_episodes(out, args.episodes, seed=args.seed, with_images=args.images,
                                                        task=task, progress=args.progress,
-                                                       keep_failures=args.keep_failures)
+                                                       keep_failures=args.keep_failures, noise=noise)
     except AlohaAssetsMissing as exc:
         print(f"collect_offline: {exc}", file=sys.stderr)
         return 1

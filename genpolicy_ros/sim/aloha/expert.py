@@ -32,6 +32,8 @@ from scipy.spatial.transform import Rotation
 from . import robot
 from .kinematics import ArmIK
 
+_ARM_SLOTS = {"left": slice(0, 6), "right": slice(7, 13)}  # arm joints inside the 14-vector
+
 
 def minimum_jerk(s):
     s = np.clip(np.asarray(s, dtype=float), 0.0, 1.0)
@@ -102,6 +104,19 @@ def gripper_rotation(heading, pitch: float, roll: float) -> Rotation:
     return Rotation.from_matrix(base) * Rotation.from_rotvec([roll, 0.0, 0.0])
 
 
+def gripper_matrices(heading: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
+    """:func:`gripper_rotation` for many poses at once: headings [N, 2], pitches [N] and rolls
+    [N] (rad) -> rotation matrices [N, 3, 3]."""
+    h = heading / np.linalg.norm(heading, axis=1, keepdims=True)  # [N, 2]
+    cp, sp = np.cos(pitch), np.sin(pitch)  # [N]
+    x = np.stack([cp * h[:, 0], cp * h[:, 1], -sp], axis=1)  # [N, 3] pointing axis
+    y = np.stack([-h[:, 1], h[:, 0], np.zeros(len(h))], axis=1)  # [N, 3] = z x heading (unit)
+    z = np.cross(x, y)  # [N, 3]
+    cr, sr = np.cos(roll)[:, None], np.sin(roll)[:, None]  # [N, 1]
+    # base [x y z] times the rotation by `roll` about x: columns x, cr*y + sr*z, -sr*y + cr*z
+    return np.stack([x, cr * y + sr * z, -sr * y + cr * z], axis=2)  # [N, 3, 3]
+
+
 def interpolate(waypoints: list[Waypoint], steps: int,
                 base_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per control step 0..steps-1: TCP positions [steps, 3], rotation matrices [steps, 3, 3],
@@ -110,19 +125,24 @@ def interpolate(waypoints: list[Waypoint], steps: int,
     arm reaches every pose with forearm roll and wrist rotate (nearly) still: a heading
     fixed in the world would be held by counter-rotating the two, which is singular while
     the wrist angle passes zero (we measured 14 rad/s roll flips that way)."""
-    positions = np.empty((steps, 3))
-    matrices = np.empty((steps, 3, 3))
-    grips = np.empty(steps)
-    for k in range(steps):
-        nxt = next((i for i, w in enumerate(waypoints) if w.step >= k), len(waypoints) - 1)
-        b = waypoints[nxt]
-        a = waypoints[max(nxt - 1, 0)]
-        s = 1.0 if b.step == a.step else float(minimum_jerk((k - a.step) / (b.step - a.step)))
-        positions[k] = (1 - s) * np.asarray(a.position) + s * np.asarray(b.position)
-        pitch, roll = (1 - s) * a.pitch + s * b.pitch, (1 - s) * a.roll + s * b.roll
-        matrices[k] = gripper_rotation(positions[k, :2] - base_xy, pitch, roll).as_matrix()
-        grips[k] = (1 - s) * a.gripper + s * b.gripper
-    return positions, matrices, grips
+    k = np.arange(steps)  # [steps]
+    marks = np.array([w.step for w in waypoints])  # [W] non-decreasing
+    nxt = np.minimum(np.searchsorted(marks, k, side="left"), len(waypoints) - 1)  # first waypoint with step >= k
+    prev = np.maximum(nxt - 1, 0)
+    span = (marks[nxt] - marks[prev]).astype(float)  # [steps]
+    s = np.where(span > 0, minimum_jerk((k - marks[prev]) / np.where(span > 0, span, 1.0)), 1.0)  # [steps]
+    pos = np.array([w.position for w in waypoints], dtype=float)  # [W, 3]
+    pitch_w = np.array([w.pitch for w in waypoints])  # [W]
+    roll_w = np.array([w.roll for w in waypoints])
+    grip_w = np.array([w.gripper for w in waypoints])
+
+    def mix(v: np.ndarray) -> np.ndarray:  # waypoint values [W, ...] -> per-step blend [steps, ...]
+        w = s.reshape((-1,) + (1,) * (v.ndim - 1))
+        return (1 - w) * v[prev] + w * v[nxt]
+
+    positions = mix(pos)  # [steps, 3]
+    matrices = gripper_matrices(positions[:, :2] - np.asarray(base_xy, dtype=float), mix(pitch_w), mix(roll_w))
+    return positions, matrices, mix(grip_w)
 
 
 @dataclass
@@ -141,7 +161,15 @@ class TransferCubeExpert:
         self.cube_xyz = np.asarray(self.cube_xyz, dtype=float)
         self.ik = {arm: ArmIK(self.model, arm) for arm in robot.ARMS}
         self.waypoints = self._waypoints()  # arm -> [Waypoint]
-        self.trajectory, self.ik_errors = self._plan()  # [N, 14], [N, 2] (m, worst of position per arm)
+        n = self.config.episode_steps
+        # Rows are solved on demand, in order (each warm-started from the one before), so the
+        # first command is ready in milliseconds (a driver over ROS must answer its first
+        # observation before the robot has moved on); ``trajectory`` solves them all.
+        self._targets = {arm: interpolate(self.waypoints[arm], n, self.ik[arm].base_xy) for arm in robot.ARMS}
+        self._rows = np.empty((n, 14))  # [N, 14] solved rows 0.._solved-1
+        self._errors = np.zeros((n, 2))  # [N, 2] m, IK position error per arm
+        self._q = {arm: self.start_q[_ARM_SLOTS[arm]].copy() for arm in robot.ARMS}  # [6] warm starts
+        self._solved = 0
 
     @classmethod
     def for_env(cls, env, config: ExpertConfig | None = None) -> "TransferCubeExpert":
@@ -195,23 +223,39 @@ class TransferCubeExpert:
         ]
         return {"left": left, "right": right}
 
-    def _plan(self) -> tuple[np.ndarray, np.ndarray]:
-        n = self.config.episode_steps
-        trajectory = np.empty((n, 14))
-        errors = np.zeros((n, 2))
-        for a, arm in enumerate(robot.ARMS):
-            slots = slice(0, 6) if arm == "left" else slice(7, 13)
-            positions, matrices, grips = interpolate(self.waypoints[arm], n, self.ik[arm].base_xy)
-            q = self.start_q[slots].copy()  # [6]
-            for k in range(n):
-                result = self.ik[arm].solve(positions[k], matrices[k], q)
-                q = result.q
-                trajectory[k, slots] = q
-                errors[k, a] = result.position_error
-            trajectory[:, robot.GRIPPER_INDICES[a]] = np.clip(grips, 0.0, 1.0)
-        return trajectory, errors
+    def _solve_until(self, k: int) -> None:
+        """Solve rows up to and including ``k`` (clipped to the episode)."""
+        k = min(int(k), self.config.episode_steps - 1)
+        while self._solved <= k:
+            row = self._solved
+            for a, arm in enumerate(robot.ARMS):
+                positions, matrices, grips = self._targets[arm]
+                result = self.ik[arm].solve(positions[row], matrices[row], self._q[arm])
+                self._q[arm] = result.q
+                self._rows[row, _ARM_SLOTS[arm]] = result.q
+                self._errors[row, a] = result.position_error
+                self._rows[row, robot.GRIPPER_INDICES[a]] = float(np.clip(grips[row], 0.0, 1.0))
+            self._solved += 1
+
+    @property
+    def trajectory(self) -> np.ndarray:
+        """The whole plan [N, 14]: row k is the command of control step k."""
+        self._solve_until(self.config.episode_steps - 1)
+        return self._rows
+
+    @property
+    def ik_errors(self) -> np.ndarray:
+        """[N, 2] m, the IK position error of each row, per arm (left, right)."""
+        self._solve_until(self.config.episode_steps - 1)
+        return self._errors
+
+    def rows(self, k) -> np.ndarray:
+        """Rows ``k`` (int or int array, clipped to the episode) -> [..., 14], solving only
+        as far as needed."""
+        k = np.clip(np.asarray(k, dtype=int), 0, self.config.episode_steps - 1)
+        self._solve_until(int(k.max()))
+        return self._rows[k].copy()
 
     def action(self, t: float) -> np.ndarray:
         """Command [14] at time t (s) since the reset (the last row after the end)."""
-        k = int(np.clip(round(t / self.dt), 0, len(self.trajectory) - 1))
-        return self.trajectory[k].copy()
+        return self.rows(int(round(t / self.dt)))

@@ -31,64 +31,94 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+class ModelActor:
+    """A trained model directory as the chunk policy of :func:`.offline.rollout`: picks the
+    model's ``state_names`` from the task's 14 joints + 7 cube-pose values and its cameras'
+    frames, samples a chunk, records the seconds each sample took (``sample_s``). ValueError
+    when the model observes what the task does not provide or its chunk rows do not fall on
+    control steps."""
+
+    def __init__(self, model_dir, steps=None, action_horizon=None):
+        import torch
+
+        from ...core.checkpoint import load_model_dir
+        from .env import AlohaTaskConfig
+        from .offline import STATE_NAMES
+
+        torch.set_num_threads(1)
+        self.policy = load_model_dir(model_dir).eval()
+        cfg = self.policy.config
+        missing = [n for n in cfg.observation.state_names if n not in STATE_NAMES]
+        if missing:
+            raise ValueError(f"the model observes {missing}, which the task does not provide")
+        self.columns = [STATE_NAMES.index(n) for n in cfg.observation.state_names]
+        self.cameras = tuple(cfg.observation.camera_names)
+        self.task = AlohaTaskConfig(cameras=self.cameras or ("top",), image_size=tuple(cfg.observation.image_size))
+        ratio = cfg.horizon.dt / self.task.control_dt
+        if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
+            raise ValueError(f"the model's chunk rows are {cfg.horizon.dt} s apart, not a whole number of "
+                             f"{self.task.control_dt} s control steps")
+        self.rollout_args = {"T_o": cfg.horizon.T_o, "action_horizon": action_horizon or cfg.horizon.T_a,
+                             "with_images": bool(self.cameras), "chunk_dt": cfg.horizon.dt}
+        self.kwargs = {} if steps is None else {"num_steps": steps}
+        self.sample_s: list[float] = []
+
+    def __call__(self, observation: dict, sample_seed: int):
+        import numpy as np
+
+        obs = {"state": observation["state"][:, self.columns]}  # [T_o, D_s]
+        if self.cameras:
+            obs["images"] = {cam: observation["images"][cam].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+                             for cam in self.cameras}  # [T_o, 3, H, W]
+        started = time.perf_counter()
+        chunk = self.policy.sample_chunk(obs, seed=sample_seed, **self.kwargs)  # [T_p, 14]
+        self.sample_s.append(time.perf_counter() - started)
+        return chunk
+
+    def run_episode(self, env, episode_seed: int, on_step=None) -> dict:
+        """One roll-out in ``env`` reset with ``episode_seed`` -> ``env.evaluate()``; the
+        sampler seeds follow from it, so an episode replays exactly."""
+        from .offline import rollout
+
+        calls = iter(range(10**6))
+        return rollout(lambda o: self(o, episode_seed * 1000 + next(calls)), env, seed=episode_seed,
+                       on_step=on_step, **self.rollout_args).evaluation
+
+
+def evaluate_model(model_dir, episodes: int, seed: int = 1, *, steps=None, action_horizon=None,
+                   progress: bool = False) -> tuple[list[dict], list[float]]:
+    """Roll ``episodes`` episodes (reset seeds ``seed*100003 + i``) of the model in
+    ``model_dir`` -> (``env.evaluate()`` per episode, seconds per sampled chunk)."""
     from ..reach_env import ensure_headless_gl
 
     ensure_headless_gl()  # image models render; before the first `import mujoco`
-    import numpy as np
-    import torch
+    from .env import AlohaTransferCubeEnv
+    from .offline import episode_seed
 
-    from ...core.checkpoint import load_model_dir
-    from .env import AlohaTaskConfig, AlohaTransferCubeEnv
-    from .offline import STATE_NAMES, episode_seed, rollout
-
-    torch.set_num_threads(1)
-    policy = load_model_dir(args.model).eval()
-    cfg = policy.config
-    missing = [n for n in cfg.observation.state_names if n not in STATE_NAMES]
-    if missing:
-        print(f"rollout_policy: the model observes {missing}, which the task does not provide", file=sys.stderr)
-        return 1
-    columns = [STATE_NAMES.index(n) for n in cfg.observation.state_names]
-    task = AlohaTaskConfig(cameras=tuple(cfg.observation.camera_names) or ("top",),
-                           image_size=tuple(cfg.observation.image_size))
-    ratio = cfg.horizon.dt / task.control_dt
-    if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
-        print(f"rollout_policy: the model's chunk rows are {cfg.horizon.dt} s apart, not a whole number of "
-              f"{task.control_dt} s control steps", file=sys.stderr)
-        return 1
-    with_images = bool(cfg.observation.camera_names)
-    env = AlohaTransferCubeEnv(task, render=with_images)
-    sample_s = []
-    kwargs = {} if args.steps is None else {"num_steps": args.steps}
-
-    def act(observation, seed):
-        obs = {"state": observation["state"][:, columns]}  # [T_o, D_s]
-        if with_images:
-            obs["images"] = {cam: observation["images"][cam].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-                             for cam in cfg.observation.camera_names}  # [T_o, 3, H, W]
-        started = time.perf_counter()
-        chunk = policy.sample_chunk(obs, seed=seed, **kwargs)  # [T_p, 14]
-        sample_s.append(time.perf_counter() - started)
-        return chunk
-
-    evaluations = []
-    iterator = range(args.episodes)
-    if args.progress:
+    actor = ModelActor(model_dir, steps=steps, action_horizon=action_horizon)
+    env = AlohaTransferCubeEnv(actor.task, render=bool(actor.cameras))
+    iterator = range(episodes)
+    if progress:
         from tqdm import tqdm
 
         iterator = tqdm(iterator, desc="rollout", unit="episode")
     try:
-        for i in iterator:
-            seed = episode_seed(args.seed, i)
-            calls = iter(range(10**6))
-            result = rollout(lambda o: act(o, seed * 1000 + next(calls)), env, seed=seed, T_o=cfg.horizon.T_o,
-                             action_horizon=args.T_a or cfg.horizon.T_a, with_images=with_images,
-                             chunk_dt=cfg.horizon.dt)
-            evaluations.append(result.evaluation)
+        evaluations = [actor.run_episode(env, episode_seed(seed, i)) for i in iterator]
     finally:
         env.close()
+    return evaluations, actor.sample_s
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import numpy as np
+
+    try:
+        evaluations, sample_s = evaluate_model(args.model, args.episodes, args.seed, steps=args.steps,
+                                               action_horizon=args.T_a, progress=args.progress)
+    except ValueError as exc:
+        print(f"rollout_policy: {exc}", file=sys.stderr)
+        return 1
     n = len(evaluations)
     stages = {s: sum(e["stages"][s] for e in evaluations) for s in ("grasped", "lifted", "transferred")}
     print(f"{args.model}: success {sum(e['success'] for e in evaluations)}/{n}; "

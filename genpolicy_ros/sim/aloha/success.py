@@ -44,6 +44,9 @@ FINGER_GEOMS = {
 ARM_ROOT_BODIES = {"left": "vx300s_left", "right": "vx300s_right"}
 CUBE_HALF_SIZE = 0.02  # m, the red_box geom's half size
 MAX_REWARD = 4
+#: Every ``mode`` :meth:`TransferCubeMonitor.evaluate` may report, success first.
+MODES = ("success", "arm_collision", "never_grasped", "not_lifted", "dropped", "not_released", "not_transferred")
+STAGES = ("grasped", "lifted", "transferred")
 
 
 @dataclass
@@ -183,7 +186,7 @@ class TransferCubeMonitor:
         return {
             "success": bool(success),
             "mode": mode,
-            "stages": {"grasped": bool(self.grasped), "lifted": bool(self.lifted), "transferred": transferred},
+            "stages": dict(zip(STAGES, (bool(self.grasped), bool(self.lifted), transferred))),
             "benchmark_success": self.max_reward == MAX_REWARD,
             "max_reward": int(self.max_reward),
             "arm_collision": bool(self.arm_collision),
