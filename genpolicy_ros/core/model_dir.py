@@ -7,11 +7,11 @@ share: the file names, the errors, :func:`read_model_config` and :func:`check_co
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping
 
 from .config import FORMAT_VERSION, PolicyConfig
+from .json_file import read_json_object
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -29,14 +29,7 @@ class IncompatibleModelError(ValueError):
 def read_model_config(path) -> tuple[PolicyConfig, dict]:
     """Read and validate ``config.json`` of a model directory -> (PolicyConfig, full document)."""
     cfg_path = Path(path) / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise ModelLoadError(f"{cfg_path}: missing (a model directory needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    try:
-        doc = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{cfg_path}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ModelLoadError(f"{cfg_path}: expected a JSON object, got {type(doc).__name__}")
+    doc = read_json_object(cfg_path, ModelLoadError, f"a model directory needs {CONFIG_FILE} and {WEIGHTS_FILE}")
     version = doc.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelLoadError(f"{cfg_path}: unsupported format_version {version!r} "

@@ -59,6 +59,8 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from ..core.json_file import read_json_object
+
 FORMAT_VERSION = 1
 METADATA_FILE = "dataset.json"
 EPISODE_PATTERN = re.compile(r"^episode_(\d{6,})\.npz$")
@@ -197,12 +199,7 @@ class DatasetMetadata:
     @classmethod
     def load(cls, root) -> "DatasetMetadata":
         path = Path(root) / METADATA_FILE
-        if not path.is_file():
-            raise EpisodeFormatError(f"{path}: missing (an episode data set needs a {METADATA_FILE})")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EpisodeFormatError(f"{path}: not valid UTF-8 JSON ({exc})") from None
+        data = read_json_object(path, EpisodeFormatError, f"an episode data set needs a {METADATA_FILE}")
         try:
             return cls.from_dict(data)
         except TypeError as exc:  # wrong argument types in the dataclass constructor

@@ -43,6 +43,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.json_file import read_json_object
 from .episodes import DatasetMetadata, Episode, EpisodeFormatError
 
 INFO_FILE = "meta/info.json"
@@ -65,14 +66,7 @@ def read_info(root) -> dict:
     """``meta/info.json`` of a v3 data set, checked for what this reader relies on."""
     root = Path(root)
     path = root / INFO_FILE
-    if not path.is_file():
-        raise LeRobotFormatError(f"{path}: missing (not a LeRobotDataset directory)")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LeRobotFormatError(f"{path}: not valid UTF-8 JSON ({exc})") from None
-    if not isinstance(info, dict):
-        raise LeRobotFormatError(f"{path}: expected a JSON object")
+    info = read_json_object(path, LeRobotFormatError, "not a LeRobotDataset directory")
     version = str(info.get("codebase_version", ""))
     major = version.lstrip("v").split(".")[0]
     if not major.isdigit() or int(major) != SUPPORTED_MAJOR:

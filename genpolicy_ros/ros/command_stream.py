@@ -115,13 +115,6 @@ def gap_statistics(times_s: Sequence[float], period_s: float) -> Dict[str, Optio
             "jitter_max_ms": float(dev_ms.max())}
 
 
-def _kind_and_names(spec) -> Tuple[str, tuple]:
-    """A config.json state input (a dict, or the dataclass) -> (type, state entry names)."""
-    if isinstance(spec, dict):
-        return spec["type"], tuple(spec["names"])
-    return spec.type, tuple(spec.names)
-
-
 class _ProbeRobot:
     """The probe's node: JointState (+ camera) out, commands and /diagnostics in."""
 
@@ -157,12 +150,10 @@ class _ProbeRobot:
         self._js_pub = self.node.create_publisher(JointState, "joint_states", sensor_qos())
         # The model's non-joint inputs (e.g. the reach target as a PointStamped): without them the
         # node never has a full observation and never generates. Constant, plausible values.
-        specs = {name: _kind_and_names(spec)  # input -> (kind, state entries)
-                 for name, spec in (getattr(model_cfg.observation, "state_inputs", None) or {}).items()}
-        self._inputs = [(self.node.create_publisher(MESSAGE_TYPES[kind], topics.input_topic(name), sensor_qos()),
-                         kind, np.full(len(names), 0.1)) for name, (kind, names) in specs.items()]  # values [k]
-        claimed = {n for _, names in specs.values() for n in names}
-        self.joint_state_names = [n for n in self.state_names if n not in claimed]
+        self._inputs = [(self.node.create_publisher(MESSAGE_TYPES[spec["type"]], topics.input_topic(name),
+                                                    sensor_qos()), spec["type"], np.full(len(spec["names"]), 0.1))
+                        for name, spec in model_cfg.observation.state_inputs.items()]  # values [k]
+        self.joint_state_names = list(model_cfg.observation.joint_state_names)
         if cfg.output_mode == "joint_trajectory":
             self._subscribe(JointTrajectory, TRAJECTORY_TOPIC, self._trajectory_positions)
         else:

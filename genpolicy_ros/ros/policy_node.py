@@ -365,8 +365,7 @@ class PolicyNode(NodeServices, LifecycleNode):
         out_names = tuple(params.joint_names) if params.joint_names else model_joints
         out_index = np.array([model_joints.index(j) for j in out_names])  # [D_a] model joint of each output
         self._output = CommandOutput(self, out_names, out_index, params.output_mode == "joint_trajectory")
-        kinds = {name: spec["type"] if isinstance(spec, dict) else spec.type
-                 for name, spec in (getattr(self._config.observation, "state_inputs", None) or {}).items()}
+        kinds = {name: spec["type"] for name, spec in self._config.observation.state_inputs.items()}
         self._inputs = ObservationInputs(self, self._engine, self._config.observation.image_size, kinds,
                                          lambda: self._input_settings, (self._sensor_group, self._image_group))
         self.add_managed_entity(self._inputs)

@@ -219,11 +219,10 @@ class PolicyEngine:
         """The whole low-dim observation ``[D_s]`` in ``model.state_names`` order, as a ROS-free
         driver has it (bench, roll-outs): fed as the joint part plus each non-joint input, all
         stamped ``stamp``. Returns the joint part's status."""
-        names = self.model.state_names
         state = np.asarray(state)  # [D_s]
-        for name, entries in self.model.state_inputs.items():
-            self.observe_input(name, stamp, state[[names.index(n) for n in entries]])  # [k]
-        return self.observe_state(stamp, state[[names.index(n) for n in self.model.joint_state_names]])
+        for name in self.model.state_inputs:
+            self.observe_input(name, stamp, state[self._state_slots[INPUT_PREFIX + name]])  # [k]
+        return self.observe_state(stamp, state[self._state_slots[STATE_STREAM]])
 
     def observe_image(self, camera: str, stamp: float, image: np.ndarray, arrival: Optional[float] = None) -> AddStatus:
         """Camera frame ``[H, W, 3]`` uint8 RGB stamped ``stamp``."""

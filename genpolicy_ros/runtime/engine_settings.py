@@ -120,10 +120,8 @@ class ModelInfo:
 
     @classmethod
     def from_policy_config(cls, cfg) -> "ModelInfo":
-        inputs = getattr(cfg.observation, "state_inputs", None) or {}
         return cls(
-            state_inputs={name: tuple(spec["names"] if isinstance(spec, dict) else spec.names)
-                          for name, spec in inputs.items()},
+            state_inputs={name: tuple(spec["names"]) for name, spec in cfg.observation.state_inputs.items()},
             joint_names=tuple(cfg.action.joint_names),
             state_names=tuple(cfg.observation.state_names),
             camera_names=tuple(cfg.observation.camera_names),
