@@ -266,12 +266,12 @@ def node_and_probe(cfg: StreamProbeConfig, probe_type=None, log=print, **probe_k
             probe.stop()
         if executor is not None:
             executor.shutdown(timeout_sec=2.0)
+        if spin is not None:  # the spin thread is out of its wait set before the node goes
+            spin.join(2.0)
         node.stop()
         if probe is not None:
             probe.node.destroy_node()
         rclpy.try_shutdown(context=context)
-        if spin is not None:
-            spin.join(2.0)
 
 
 def _maps_torch(pid: int) -> Optional[bool]:

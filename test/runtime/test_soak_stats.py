@@ -130,3 +130,46 @@ def test_proc_stats_reads_this_process_and_classifies_roles():
         "resource_tracker"
     assert proc_stats.role_of("python -m genpolicy_ros.cli node", True) == "node"
     assert proc_stats.process_info(2**22 + 12345) is None  # no such process
+
+
+def _soak_args(tmp_path):
+    import argparse
+
+    return argparse.Namespace(model=str(tmp_path), soak_seconds=3.0, soak_window_s=1.0, rate=100.0,
+                              executor_backend="auto", ros_output_mode="forward_command")
+
+
+def test_a_crashed_measuring_process_runs_once_more_and_is_recorded(tmp_path, monkeypatch):
+    """One SIGSEGV of the probe process: the soak runs again and the section says so; two: it fails
+    naming the signal. A plain error exit is not retried."""
+    import subprocess
+    import types
+
+    from genpolicy_ros.runtime.bench import soak
+
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    outcomes, calls = [], []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        code = outcomes.pop(0)
+        if code == 0:
+            out = cmd[cmd.index("--json") + 1]
+            with open(out, "w") as f:
+                json.dump({"windows": [], "summary": {}}, f)
+        return types.SimpleNamespace(returncode=code)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    outcomes[:] = [-11, 0]
+    section, why = soak.measure_soak(_soak_args(tmp_path))
+    assert why == "" and section["crashed_attempts"] == ["SIGSEGV"] and len(calls) == 2
+    assert "-X" in calls[0] and "faulthandler" in calls[0]
+    outcomes[:], calls[:] = [-11, -6], []
+    section, why = soak.measure_soak(_soak_args(tmp_path))
+    assert section is None and "died of SIGABRT" in why and len(calls) == 2
+    outcomes[:], calls[:] = [2], []
+    section, why = soak.measure_soak(_soak_args(tmp_path))
+    assert section is None and "exit 2" in why and len(calls) == 1
+    outcomes[:] = [0]
+    section, _ = soak.measure_soak(_soak_args(tmp_path))
+    assert section["crashed_attempts"] == []

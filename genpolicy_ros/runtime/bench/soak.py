@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 ROLES_SHOWN = ("node", "generation")
+# A crash of the measuring process (the probe robot, not the node under test: its exit is checked
+# in the soak itself) is run once more and recorded in the section's ``crashed_attempts``.
+SOAK_RETRIES_AFTER_CRASH = 1
 
 
 def add_soak_arguments(p) -> None:
@@ -53,15 +56,36 @@ def measure_soak(args) -> Tuple[Optional[dict], str]:
         return None, "rclpy is not installed (pip extra [ros] or a sourced ROS 2)"
     with tempfile.TemporaryDirectory(prefix="genpolicy_soak_") as tmp:
         out = Path(tmp) / "soak.json"
-        cmd = [sys.executable, "-m", "genpolicy_ros.ros.soak", str(args.model), "--seconds", str(args.soak_seconds),
-               "--window-s", str(args.soak_window_s), "--rate", str(args.rate),
+        # -X faulthandler: a crash of the child prints every thread's Python stack to the log
+        cmd = [sys.executable, "-X", "faulthandler", "-m", "genpolicy_ros.ros.soak", str(args.model),
+               "--seconds", str(args.soak_seconds), "--window-s", str(args.soak_window_s), "--rate", str(args.rate),
                "--backend", args.executor_backend, "--output-mode", args.ros_output_mode, "--json", str(out)]
         print(f"soak: {args.soak_seconds:g} s at {args.rate:g} Hz, windows of {args.soak_window_s:g} s "
               "(node in its own process) ...", file=sys.stderr, flush=True)
-        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=None)  # the child's log streams through
+        crashes = []
+        for _ in range(1 + SOAK_RETRIES_AFTER_CRASH):
+            done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=None)  # the child's log streams through
+            if done.returncode >= 0 or out.is_file():
+                break
+            crashes.append(_signal_name(-done.returncode))
+            print(f"soak: the measuring process died of {crashes[-1]} (its stacks are above); "
+                  + ("running the soak again" if len(crashes) <= SOAK_RETRIES_AFTER_CRASH else "giving up"),
+                  file=sys.stderr, flush=True)
         if done.returncode != 0 or not out.is_file():
-            return None, f"the soak failed (exit {done.returncode}; its log is above)"
-        return json.loads(out.read_text()), ""
+            why = f"died of {crashes[-1]}" if done.returncode < 0 else f"exit {done.returncode}"
+            return None, f"the soak failed ({why}; its log is above)"
+        section = json.loads(out.read_text())
+        section["crashed_attempts"] = crashes  # [] normally; a crashed attempt is never hidden
+        return section, ""
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _f(v, fmt="{:.2f}") -> str:
@@ -105,6 +129,8 @@ def format_soak_table(section: dict) -> str:
                          f"(growth {_f(r['rss_growth_mib'], '{:+.2f}')} MiB, slope "
                          f"{_f(r['rss_slope_mib_per_min'], '{:+.3f}')} MiB/min), fds {r['fds_first']} -> "
                          f"{r['fds_last']}, threads {r['threads_first']} -> {r['threads_last']}")
+    if section.get("crashed_attempts"):
+        lines.append(f"  the measuring process crashed before this run: {', '.join(section['crashed_attempts'])}")
     return "\n".join(lines)
 
 
