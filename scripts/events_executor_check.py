@@ -41,7 +41,7 @@ def publisher_side(domain_id: int, seconds: float) -> None:
     os._exit(0)
 
 
-def subscriber_side(executor_kind: str, domain_id: int) -> None:
+def subscriber_side(executor_kind: str, domain_id: int, spin: str = "spin") -> None:
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import JointState
@@ -73,6 +73,9 @@ def subscriber_side(executor_kind: str, domain_id: int) -> None:
         os._exit(0)
 
     threading.Thread(target=work, daemon=True).start()
+    if spin == "spin_once":
+        while True:
+            executor.spin_once(timeout_sec=0.1)
     executor.spin()
 
 
@@ -80,6 +83,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--executor", choices=("events", "single"), default="events")
     parser.add_argument("--domain-id", type=int, default=179)
+    parser.add_argument("--spin", choices=("spin", "spin_once"), default="spin",
+                        help="executor.spin() or a loop of executor.spin_once(timeout_sec=0.1)")
     parser.add_argument("--role", choices=("both", "publisher"), default="both", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "publisher":
@@ -88,7 +93,7 @@ def main() -> int:
     other = subprocess.Popen([sys.executable, __file__, "--role", "publisher", "--domain-id", str(args.domain_id)])
     time.sleep(0.5)
     try:
-        subscriber_side(args.executor, args.domain_id)
+        subscriber_side(args.executor, args.domain_id, args.spin)
     finally:
         other.wait(10)
     return 0

@@ -10,7 +10,8 @@ from the rest of the machine falls on all of them alike, and prints the median o
 Generation runs (nearly) back to back: ``action_horizon:=2`` asks for a chunk every 2 rows
 (0.1 s for the reach models) and ``num_steps`` (default 60) makes each chunk take about that
 long on one core. Variants (node parameters): baseline; worker_niceness 10; cpu_split;
-gc_freeze; all three.
+gc_freeze; all three; the node on rclpy's EventsExecutor (``genpolicy node --executor events``)
+alone and with all three.
 """
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ VARIANTS = {
     "cpu_split": ["cpu_split:=true"],
     "gc_freeze": ["gc_freeze:=true"],
     "all three": ["worker_niceness:=10", "cpu_split:=true", "gc_freeze:=true"],
+    # entries starting with "--" are options of `genpolicy node` itself
+    "events executor": ["--executor", "events"],
+    "events + all three": ["--executor", "events", "worker_niceness:=10", "cpu_split:=true", "gc_freeze:=true"],
 }
+NODE_ARG_VALUES = ("events", "single")  # values of `genpolicy node --executor`
 FIGURES = (("middleware", "jitter_p99_ms", "receive |gap-period| p99"),
            ("middleware", "jitter_max_ms", "receive |gap-period| max"),
            ("node_diagnostics", "executor_lateness_p99_ms", "executor lateness p99"),
@@ -40,7 +45,7 @@ def run_one(model: str, seconds: float, params: list, out: Path) -> dict:
     cmd = [sys.executable, "-m", "genpolicy_ros.ros.command_stream", model, "--seconds", str(seconds),
            "--json", str(out)]
     for p in params:
-        cmd += ["--param", p]
+        cmd += [f"--node-arg={p}"] if p.startswith("--") or p in NODE_ARG_VALUES else ["--param", p]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 240)
     if done.returncode != 0:
         raise RuntimeError(f"command_stream failed ({done.returncode}): {done.stderr[-2000:]}")
