@@ -5,11 +5,12 @@
 #                         defaults; the model records observation.state_inputs and metadata.task)
 # Usage: scripts/build_default_models.sh [WORK_DIR]   (needs `make install` first; ~1 h on 2 cores)
 #
-# ALOHA=1 also builds models/aloha_state_flow (ALOHA transfer-cube, state-based flow; long and
-# optional): 330 scripted demonstrations with DART noise (~5 min), 25 000 training steps on one
-# CPU thread (0.15-0.3 s per step on this 2-core machine: ~1.1-2.1 h), then the success curve of
-# its checkpoints (50 ROS-free episodes each, ~1-2.5 min per checkpoint, 10 checkpoints).
-# ALOHA=only builds just that model. ALOHA_EPISODES / ALOHA_STEPS override the demonstrations (330)
+# ALOHA=1 also builds models/aloha_state_flow and models/aloha_state_ddim (ALOHA transfer-cube,
+# state-based flow and DDIM; long and optional): 330 scripted demonstrations with DART noise
+# (~5-18 min), then per model its training steps on one CPU thread (0.1-0.3 s per step on this
+# 2-core machine: flow 25 000 steps ~0.7-2.1 h, DDIM 15 000 steps ~0.4-1.3 h) and the success
+# curve of its checkpoints (50 ROS-free episodes each, ~1-2.5 min per checkpoint).
+# ALOHA=only builds just those models. ALOHA_EPISODES / ALOHA_STEPS override the demonstrations (330)
 # and the training steps (the config's) for a quick trial.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,17 +52,21 @@ ship() {  # name
 }
 
 build_aloha() {
-  local data="$WORK/aloha_data" run="$WORK/aloha_state_flow"
+  local data="$WORK/aloha_data" run
   if [ ! -f "$data/dataset.json" ]; then
     "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.collect_offline --episodes "${ALOHA_EPISODES:-330}" \
       --noise-rad 0.01 --seed 0 \
       --out "$data" --no-progress
   fi
-  OMP_NUM_THREADS=1 "$GP" train --task aloha_transfer_cube --data "$data" --config config/models/aloha_state_flow.yaml \
-    --out "$run" --overwrite --no-progress ${ALOHA_STEPS:+--steps "$ALOHA_STEPS"}
-  OMP_NUM_THREADS=1 "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.success_curve --run "$run" --episodes 50 --seed 1
-  ship aloha_state_flow
-  cp "$run/success_curve.csv" "$run/success_curve.png" models/aloha_state_flow/
+  local name
+  for name in aloha_state_flow aloha_state_ddim; do
+    run="$WORK/$name"
+    OMP_NUM_THREADS=1 "$GP" train --task aloha_transfer_cube --data "$data" --config "config/models/$name.yaml" \
+      --out "$run" --overwrite --no-progress ${ALOHA_STEPS:+--steps "$ALOHA_STEPS"}
+    OMP_NUM_THREADS=1 "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.success_curve --run "$run" --episodes 50 --seed 1
+    ship "$name"
+    cp "$run/success_curve.csv" "$run/success_curve.png" "models/$name/"
+  done
 }
 
 if [ "${ALOHA:-0}" != only ]; then
