@@ -12,6 +12,12 @@
 # curve of its checkpoints (50 ROS-free episodes each, ~1-2.5 min per checkpoint).
 # ALOHA=only builds just those models. ALOHA_EPISODES / ALOHA_STEPS override the demonstrations (330)
 # and the training steps (the config's) for a quick trial.
+# ALOHA_IMAGE=1 also builds models/aloha_image_flow (image-based: top camera 96x128 + the 14 joints,
+# the cube pose only as a training-only auxiliary target): 220 demonstrations with the camera (~3-6 s
+# each), 1 000 steps teaching the camera encoder where the cube is (~2 min), 8 000 training steps on
+# one CPU thread (~0.18 s per step: ~25 min), its success curve (50 ROS-free episodes per
+# checkpoint, ~3-5 min each). ALOHA_IMAGE=only builds just that model;
+# ALOHA_IMAGE_EPISODES / ALOHA_IMAGE_STEPS override the demonstrations and the steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GP=${GENPOLICY:-.venv/bin/genpolicy}
@@ -19,11 +25,11 @@ WORK=${1:-build/default_models}
 EPISODES=${EPISODES:-200}
 mkdir -p "$WORK"
 
-if [ "${ALOHA:-0}" != only ] && [ ! -f "$WORK/reach_bag/metadata.yaml" ]; then
+if [ "${ALOHA:-0}" != only ] && [ "${ALOHA_IMAGE:-0}" != only ] && [ ! -f "$WORK/reach_bag/metadata.yaml" ]; then
   "$GP" collect --episodes "$EPISODES" --images --seed 1 --out "$WORK/reach_bag"
 fi
 
-if [ "${ALOHA:-0}" != only ] && [ ! -f "$WORK/obstacle_data/dataset.json" ]; then
+if [ "${ALOHA:-0}" != only ] && [ "${ALOHA_IMAGE:-0}" != only ] && [ ! -f "$WORK/obstacle_data/dataset.json" ]; then
   # The obstacle variant's demonstrations are paired (each start shown in both modes),
   # which the sim node cannot do yet: recorded ROS-free from the same env and expert.
   "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.collect_offline --obstacle --paired --episodes "$EPISODES" \
@@ -69,7 +75,24 @@ build_aloha() {
   done
 }
 
-if [ "${ALOHA:-0}" != only ]; then
+build_aloha_image() {
+  local data="$WORK/aloha_image_data" run="$WORK/aloha_image_flow"
+  if [ ! -f "$data/dataset.json" ]; then
+    "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.collect_offline --episodes "${ALOHA_IMAGE_EPISODES:-220}" \
+      --noise-rad 0.01 --seed 0 --images --cameras top --image-size 96 128 --out "$data" --no-progress
+  fi
+  # One step to create the run, the camera encoder taught where the cube is (pretrain_camera.py), then the rest.
+  OMP_NUM_THREADS=1 "$GP" train --task aloha_transfer_cube --data "$data" --config config/models/aloha_image_flow.yaml \
+    --out "$run" --images --overwrite --no-progress --stop-after 1 ${ALOHA_IMAGE_STEPS:+--steps "$ALOHA_IMAGE_STEPS"}
+  OMP_NUM_THREADS=1 "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.pretrain_camera --run "$run" --data "$data" \
+    --steps 1000
+  OMP_NUM_THREADS=1 "$GP" train --task aloha_transfer_cube --data "$data" --out "$run" --images --resume --no-progress
+  OMP_NUM_THREADS=1 "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.success_curve --run "$run" --episodes 50 --seed 1
+  ship aloha_image_flow
+  cp "$run/success_curve.csv" "$run/success_curve.png" models/aloha_image_flow/
+}
+
+if [ "${ALOHA:-0}" != only ] && [ "${ALOHA_IMAGE:-0}" != only ]; then
   train reach_flow
   train reach_ddim
   train reach_mse
@@ -78,7 +101,10 @@ if [ "${ALOHA:-0}" != only ]; then
   train_obstacle obstacle_ddim
   train_obstacle obstacle_mse
 fi
-if [ "${ALOHA:-0}" != 0 ]; then
+if [ "${ALOHA:-0}" != 0 ] && [ "${ALOHA_IMAGE:-0}" != only ]; then
   build_aloha
+fi
+if [ "${ALOHA_IMAGE:-0}" != 0 ]; then
+  build_aloha_image
 fi
 echo "default models written to models/: $(ls models)"

@@ -331,13 +331,22 @@ class AuxiliaryConfig:
     them (normalised to [−1, 1]) and ``weight`` × that MSE is added to the training loss,
     which teaches the encoder to locate them in the image. The head is never used at run
     time; with no names (the default) there is no head and no extra loss.
+
+    ``from_images``: the head reads only the cameras' part of the tokens, not the
+    proprioception. Needed where the joints already betray the target once the
+    demonstrator moves towards it (ALOHA: an expert planned from the cube pose), so that a
+    head on the whole token learns it from the joints and the camera encoder never learns
+    to locate it (models/aloha_image_flow, docs/aloha.md).
     """
 
     state_names: tuple = ()
     weight: float = 1.0
+    from_images: bool = False
 
     def __post_init__(self):
         _names(self, "state_names", allow_empty=True)
+        _need(isinstance(self.from_images, bool), "AuxiliaryConfig.from_images",
+              f"must be true or false, got {self.from_images!r}")
         _need(_is_real(self.weight) and self.weight >= 0, "AuxiliaryConfig.weight",
               f"must be a finite number >= 0, got {self.weight!r}")
         _set(self, "weight", float(self.weight))
@@ -377,6 +386,8 @@ class PolicyConfig:
         both = sorted(set(self.auxiliary.state_names) & set(self.observation.state_names))
         _need(not both, "PolicyConfig.auxiliary.state_names",
               f"must not repeat observed state entries (observation.state_names); both name {both}")
+        _need(not (self.auxiliary.from_images and not self.observation.camera_names),
+              "PolicyConfig.auxiliary.from_images", "needs cameras (observation.camera_names)")
 
     @property
     def default_sampler(self) -> str:

@@ -68,9 +68,12 @@ class GenerativePolicy(nn.Module):
         # Training-only supervision (config.AuxiliaryConfig): tokens -> privileged state.
         self.aux_normalizer = self.aux_head = None
         D_aux = len(config.auxiliary.state_names)
+        # auxiliary.from_images: the head reads the cameras' features only (the token's tail).
+        self._aux_from = F_tok - encoder.config.image_feature_dim * len(encoder.config.camera_names) \
+            if config.auxiliary.from_images else 0
         if D_aux:
             self.aux_normalizer = MinMaxNormalizer(D_aux)
-            self.aux_head = nn.Linear(F_tok, D_aux)  # [.., F] -> [.., D_aux]
+            self.aux_head = nn.Linear(F_tok - self._aux_from, D_aux)  # [.., F or F_img] -> [.., D_aux]
         # FlowMatching / Diffusion / Regression (core.generative): plain objects, nothing of
         # them goes into the state dict.
         self.method = build_method(config)
@@ -180,7 +183,7 @@ class GenerativePolicy(nn.Module):
             want = (cfg.horizon.T_o, len(cfg.auxiliary.state_names))
             if aux.dim() != 3 or tuple(aux.shape[1:]) != want:
                 raise ValueError(f"loss: batch['aux_state'] must be [B, {want[0]}, {want[1]}], got {tuple(aux.shape)}")
-            aux_pred = self.aux_head(cond_full)  # [B, T_o, D_aux], normalised units
+            aux_pred = self.aux_head(cond_full[..., self._aux_from:])  # [B, T_o, D_aux], normalised units
             aux_loss = F.mse_loss(aux_pred, self.aux_normalizer.normalize(aux))
             info["aux_loss"] = float(aux_loss.detach())
             loss = loss + cfg.auxiliary.weight * aux_loss
@@ -193,7 +196,7 @@ class GenerativePolicy(nn.Module):
         (a diagnostic: how well the encoder locates what it was taught to)."""
         if self.aux_head is None:
             raise ValueError("predict_aux_state: this model has no auxiliary state (config.auxiliary.state_names)")
-        return self.aux_normalizer.unnormalize(self.aux_head(self.encode(obs)))
+        return self.aux_normalizer.unnormalize(self.aux_head(self.encode(obs)[..., self._aux_from:]))
 
     # ------------------------------------------------------------------ sampling
     def _predictor(self, cond: torch.Tensor, guidance_scale: float):

@@ -119,7 +119,8 @@ TASKS = (
             # node's tracking check (one tolerance for every joint, default 0.3) would hold the
             # robot at every grasp. 1.0 = the gripper's whole range (arms: 1 rad).
             node_parameters={"max_tracking_error": GRIPPER_TRACKING_TOLERANCE},
-            model_configs={"state_flow": "config/models/aloha_state_flow.yaml"}),
+            model_configs={"state_flow": "config/models/aloha_state_flow.yaml",
+                           "image_flow": "config/models/aloha_image_flow.yaml"}),
         reset_distribution="both arms at ALOHA's start pose; cube centre uniform in x 0..0.2 m, y 0.4..0.6 m "
                            "(gym-aloha / ACT sample_box_pose), axis-aligned, resting on the table",
         modes=MODES,

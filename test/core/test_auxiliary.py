@@ -41,7 +41,7 @@ def _batch(B=16, seed=0):
 def test_config_round_trips_and_refuses_overlap_and_negative_weight():
     cfg = _config()
     assert PolicyConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.to_dict()["auxiliary"] == {"state_names": ["hidden_x", "hidden_y"], "weight": 1.0}
+    assert cfg.to_dict()["auxiliary"] == {"state_names": ["hidden_x", "hidden_y"], "weight": 1.0, "from_images": False}
     with pytest.raises(ConfigError, match="must not repeat observed state entries"):
         _config(aux_names=("j1", "hidden"))
     with pytest.raises(ConfigError, match="AuxiliaryConfig.weight"):
@@ -93,3 +93,32 @@ def test_auxiliary_loss_alone_trains_the_encoder_to_predict_the_hidden_state():
     assert after < 0.2 * before, f"auxiliary prediction error {before:.3f} -> {after:.3f}"
     moved = max((p - q).abs().max().item() for p, q in zip(policy.encoder.parameters(), enc_before))
     assert moved > 1e-3, "the auxiliary loss did not reach the encoder"
+
+
+def test_an_image_only_head_reads_the_camera_features_and_leaves_the_joints_untaught():
+    def config(from_images, cameras=("top",)):
+        return PolicyConfig(
+            kind="flow",
+            action=ActionSpec(["j0", "j1"], [-3.0, -3.0], [3.0, 3.0]),
+            observation=ObservationSpec(["j0", "j1"], camera_names=cameras, image_size=(16, 16)),
+            horizon=HorizonConfig(T_o=T_O, T_p=T_P, T_a=4),
+            network=NetworkConfig("unet1d", {"down_dims": [16, 32], "time_embed_dim": 16}),
+            encoder=EncoderConfig({"proprio_feature_dim": 16, "proprio_hidden": [32], "image_feature_dim": 8,
+                                   "vision_width": 4, "num_keypoints": 4, "vision_backbone": "keypoint_cnn"}),
+            auxiliary=AuxiliaryConfig(state_names=("hidden_x", "hidden_y"), from_images=from_images),
+            cond_dropout=0.0,
+        )
+
+    with pytest.raises(ConfigError, match="auxiliary.from_images"):
+        config(True, cameras=())
+    batch = _batch(B=4)
+    batch["obs"]["images"] = {"top": torch.rand(4, T_O, 3, 16, 16)}
+    for from_images, in_features in ((False, 16 + 8), (True, 8)):
+        policy = GenerativePolicy.from_config(config(from_images))
+        assert policy.aux_head.in_features == in_features
+        policy.fit_normalizers(batch["action"], batch["obs"]["state"], batch["aux_state"])
+        aux = policy.aux_head(policy.encode(batch["obs"])[..., policy._aux_from:])  # [B, T_o, 2]
+        aux.square().sum().backward()
+        proprio_grad = sum(float(p.grad.abs().sum()) for p in policy.encoder.proprio.parameters() if p.grad is not None)
+        assert (proprio_grad == 0.0) == from_images  # the image-only head teaches the camera encoder alone
+        assert policy.predict_aux_state(batch["obs"]).shape == (4, T_O, 2)

@@ -377,6 +377,19 @@ def test_keypoint_cnn_pools_on_a_half_resolution_map_and_tracks_a_spot_finer_tha
     assert enc(spots([10])).shape == (1, 16)
 
 
+def test_keypoint_cnn_stem_stride_sets_its_keypoint_grid():
+    # Default 2 (the shipped reach models); 4 pools on a quarter of the cells (models/aloha_image_flow).
+    assert VisionEncoderConfig(image_size=(96, 128), backbone="keypoint_cnn").feature_map_size == (48, 64)
+    cfg = VisionEncoderConfig(image_size=(96, 128), width=8, num_keypoints=4, feature_dim=16, stem_stride=4,
+                              backbone="keypoint_cnn")
+    assert cfg.feature_map_size == (24, 32) and cfg.total_stride == 4
+    enc = build_vision_encoder(cfg)
+    images = torch.zeros(2, 3, 96, 128)
+    images[0, 0, 10:13, 10:13] = 1.0
+    images[1, 0, 80:83, 110:113] = 1.0
+    assert enc(images).shape == (2, 16) and enc.keypoints(images).abs().max() <= 1.0
+
+
 def test_unknown_vision_backbone_is_refused():
     with pytest.raises(ValueError, match="backbone must be one of"):
         VisionEncoderConfig(backbone="vgg")

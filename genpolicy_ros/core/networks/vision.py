@@ -43,7 +43,7 @@ class VisionEncoderConfig:
     feature_dim: int = 64
     width: int = 32  # channels of stage 1; stages use width · (1, 2, 4, 8)
     num_keypoints: int = 32
-    stem_stride: int = 2  # resnet18 only
+    stem_stride: int = 2  # resnet18: its 3×3 stem; keypoint_cnn: its 5×5 stem (the keypoint grid's stride)
     backbone: str = "resnet18"  # or "keypoint_cnn" (see the module docstring)
 
     def __post_init__(self):
@@ -66,7 +66,7 @@ class VisionEncoderConfig:
     @property
     def strides(self) -> tuple[int, ...]:
         """Strides of the backbone's strided layers, input to keypoint map."""
-        return (self.stem_stride, 1, 2, 2, 2) if self.backbone == "resnet18" else (2,)
+        return (self.stem_stride, 1, 2, 2, 2) if self.backbone == "resnet18" else (self.stem_stride,)
 
     @property
     def total_stride(self) -> int:
@@ -208,23 +208,25 @@ class ResNetEncoder(KeypointEncoder):
 
 
 class KeypointConvEncoder(KeypointEncoder):
-    """Shallow ``keypoint_cnn`` backbone: conv 5×5 /2 (C -> w) · conv 3×3 (w -> 2w) ·
-    conv 3×3 (2w -> 2w), GroupNorm + ReLU after each; keypoints on the [H/2, W/2] grid."""
+    """Shallow ``keypoint_cnn`` backbone: conv 5×5 /s (C -> w) · conv 3×3 (w -> 2w) ·
+    conv 3×3 (2w -> 2w), GroupNorm + ReLU after each; keypoints on the [H/s, W/s] grid
+    (s = ``stem_stride``, default 2; 4 gives a grid with a quarter of the cells, on which a
+    small object gets a larger share of each keypoint's softmax at the start of training)."""
 
     def __init__(self, config: VisionEncoderConfig):
         super().__init__()
         self.config = c = config
         w = c.width
         self.stem = nn.Sequential(
-            nn.Conv2d(c.in_channels, w, 5, stride=2, padding=2, bias=False),  # [B, w, H/2, W/2]
+            nn.Conv2d(c.in_channels, w, 5, stride=c.stem_stride, padding=2, bias=False),  # [B, w, H/s, W/s]
             group_norm(w),
             nn.ReLU(),
         )
         self.stages = nn.Sequential(
-            nn.Conv2d(w, 2 * w, 3, padding=1, bias=False),  # [B, 2w, H/2, W/2]
+            nn.Conv2d(w, 2 * w, 3, padding=1, bias=False),  # [B, 2w, H/s, W/s]
             group_norm(2 * w),
             nn.ReLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1, bias=False),  # [B, 2w, H/2, W/2]
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1, bias=False),  # [B, 2w, H/s, W/s]
             group_norm(2 * w),
             nn.ReLU(),
         )

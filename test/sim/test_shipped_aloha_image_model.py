@@ -1,0 +1,64 @@
+"""The shipped image-based ALOHA model (models/aloha_image_flow): it sees the cube only in the
+``top`` camera — its observation is the 14 joints and that camera, the cube pose was a
+training-only auxiliary target — and a closed-loop episode (ROS-free, the camera rendered at
+every chunk) commands finite joints within the limits."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genpolicy_ros.sim.aloha.assets import assets_available
+from genpolicy_ros.tasks import get_task
+
+MODEL = Path(__file__).resolve().parents[2] / "models" / "aloha_image_flow"
+TASK = get_task("aloha_transfer_cube")
+EPISODE_SEED = 2 * 100_003  # evaluation seed 2, episode 0 (demonstrations: seed 0)
+needs_assets = pytest.mark.skipif(not assets_available(), reason="gym-aloha assets are not installed (make install)")
+
+
+def test_the_image_model_sees_the_top_camera_and_observes_no_cube_pose():
+    cfg = json.loads((MODEL / "config.json").read_text())
+    assert cfg["metadata"]["task"] == "aloha_transfer_cube"
+    assert cfg["action"]["joint_names"] == list(TASK.action_names)
+    assert cfg["observation"]["state_names"] == list(TASK.joint_names)  # the 14 joints, no cube_*
+    assert cfg["observation"]["state_inputs"] == {}
+    assert cfg["observation"]["camera_names"] == ["top"]
+    assert cfg["auxiliary"]["state_names"] == ["cube_x", "cube_y", "cube_z"]  # training only
+    assert cfg["kind"] == "flow" and cfg["flow"]["default_steps"] <= 10
+    assert (MODEL / "model.safetensors").stat().st_size <= 25 * 2**20
+    rows = (MODEL / "success_curve.csv").read_text().splitlines()
+    assert rows[0].startswith("step,episodes,seed,success") and len(rows) >= 3
+    assert cfg["metadata"]["train_step"] in [int(r.split(",")[0]) for r in rows[1:]]
+
+
+@needs_assets
+def test_a_closed_loop_image_episode_commands_finite_joints_within_limits():
+    from genpolicy_ros.sim.aloha.env import AlohaTransferCubeEnv
+    from genpolicy_ros.sim.aloha.offline import rollout
+    from genpolicy_ros.sim.aloha.rollout_policy import ModelActor
+    from genpolicy_ros.sim.reach_env import ensure_headless_gl
+
+    ensure_headless_gl()
+    actor = ModelActor(MODEL)
+    assert actor.cameras == ("top",) and actor.task.image_size == (96, 128)
+    env = AlohaTransferCubeEnv(actor.task, render=True)
+    try:
+        seen, chunks = [], []
+
+        def policy(observation):
+            seen.append(observation)
+            chunks.append(np.asarray(actor(observation, len(seen))))  # [T_p, 14], before the roll-out clips it
+            return chunks[-1]
+
+        result = rollout(policy, env, seed=EPISODE_SEED, **actor.rollout_args)
+    finally:
+        env.close()
+    assert len(seen) == 10 and seen[0]["images"]["top"].shape == (2, 96, 128, 3)  # 400 steps / (20 rows x 2)
+    lower, upper = np.asarray(TASK.lower_limits), np.asarray(TASK.upper_limits)
+    chunks = np.stack(chunks)  # [10, T_p, 14]
+    assert chunks.shape == (10, 32, 14) and np.isfinite(chunks).all()
+    margin = 0.05 * (upper - lower)  # raw samples may overshoot a limit a little (the grippers: 0 and 1) ...
+    assert (chunks >= lower - margin).all() and (chunks <= upper + margin).all()
+    assert (result.commands >= lower).all() and (result.commands <= upper).all()  # ... executed ones are clipped
+    assert np.abs(result.commands[-1] - result.commands[0]).max() > 0.1  # the arms moved
