@@ -12,11 +12,11 @@
 # curve of its checkpoints (50 ROS-free episodes each, ~1-2.5 min per checkpoint).
 # ALOHA=only builds just those models. ALOHA_EPISODES / ALOHA_STEPS override the demonstrations (330)
 # and the training steps (the config's) for a quick trial.
-# ALOHA_IMAGE=1 also builds models/aloha_image_flow (image-based: top camera 96x128 + the 14 joints,
+# ALOHA_IMAGE=1 also builds models/aloha_image_flow and models/aloha_image_ddim (image-based: top camera 96x128 + the 14 joints,
 # the cube pose only as a training-only auxiliary target): 220 demonstrations with the camera (~3-6 s
 # each), 1 000 steps teaching the camera encoder where the cube is (~2 min), 8 000 training steps on
 # one CPU thread (~0.18 s per step: ~25 min), its success curve (50 ROS-free episodes per
-# checkpoint, ~3-5 min each). ALOHA_IMAGE=only builds just that model;
+# checkpoint, ~3-5 min each), per model. ALOHA_IMAGE=only builds just those models;
 # ALOHA_IMAGE_EPISODES / ALOHA_IMAGE_STEPS override the demonstrations and the steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,20 +76,24 @@ build_aloha() {
 }
 
 build_aloha_image() {
-  local data="$WORK/aloha_image_data" run="$WORK/aloha_image_flow"
+  local data="$WORK/aloha_image_data" run name
   if [ ! -f "$data/dataset.json" ]; then
     "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.collect_offline --episodes "${ALOHA_IMAGE_EPISODES:-220}" \
       --noise-rad 0.01 --seed 0 --images --cameras top --image-size 96 128 --out "$data" --no-progress
   fi
-  # One step to create the run, the camera encoder taught where the cube is (pretrain_camera.py), then the rest.
-  OMP_NUM_THREADS=1 "$GP" train --task aloha_transfer_cube --data "$data" --config config/models/aloha_image_flow.yaml \
-    --out "$run" --images --overwrite --no-progress --stop-after 1 ${ALOHA_IMAGE_STEPS:+--steps "$ALOHA_IMAGE_STEPS"}
-  OMP_NUM_THREADS=1 "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.pretrain_camera --run "$run" --data "$data" \
-    --steps 1000
-  OMP_NUM_THREADS=1 "$GP" train --task aloha_transfer_cube --data "$data" --out "$run" --images --resume --no-progress
-  OMP_NUM_THREADS=1 "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.success_curve --run "$run" --episodes 50 --seed 1
-  ship aloha_image_flow
-  cp "$run/success_curve.csv" "$run/success_curve.png" models/aloha_image_flow/
+  for name in aloha_image_flow aloha_image_ddim; do
+    run="$WORK/$name"
+    # One step to create the run, the camera encoder taught where the cube is (pretrain_camera.py), then the rest.
+    OMP_NUM_THREADS=1 "$GP" train --task aloha_transfer_cube --data "$data" --config "config/models/$name.yaml" \
+      --out "$run" --images --overwrite --no-progress --stop-after 1 ${ALOHA_IMAGE_STEPS:+--steps "$ALOHA_IMAGE_STEPS"}
+    OMP_NUM_THREADS=1 "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.pretrain_camera --run "$run" --data "$data" \
+      --steps 1000
+    OMP_NUM_THREADS=1 "$GP" train --task aloha_transfer_cube --data "$data" --out "$run" --images --resume --no-progress
+    OMP_NUM_THREADS=1 "${PY:-.venv/bin/python}" -m genpolicy_ros.sim.aloha.success_curve --run "$run" --episodes 50 \
+      --seed 1
+    ship "$name"
+    cp "$run/success_curve.csv" "$run/success_curve.png" "models/$name/"
+  done
 }
 
 if [ "${ALOHA:-0}" != only ] && [ "${ALOHA_IMAGE:-0}" != only ]; then

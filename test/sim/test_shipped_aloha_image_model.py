@@ -1,5 +1,5 @@
-"""The shipped image-based ALOHA model (models/aloha_image_flow): it sees the cube only in the
-``top`` camera — its observation is the 14 joints and that camera, the cube pose was a
+"""The shipped image-based ALOHA models (models/aloha_image_flow, models/aloha_image_ddim): each
+sees the cube only in the ``top`` camera — its observation is the 14 joints and that camera, the cube pose was a
 training-only auxiliary target — and a closed-loop episode (ROS-free, the camera rendered at
 every chunk) commands finite joints within the limits."""
 import json
@@ -11,36 +11,44 @@ import pytest
 from genpolicy_ros.sim.aloha.assets import assets_available
 from genpolicy_ros.tasks import get_task
 
-MODEL = Path(__file__).resolve().parents[2] / "models" / "aloha_image_flow"
+MODELS = Path(__file__).resolve().parents[2] / "models"
+KINDS = {"aloha_image_flow": "flow", "aloha_image_ddim": "diffusion"}
 TASK = get_task("aloha_transfer_cube")
 EPISODE_SEED = 2 * 100_003  # evaluation seed 2, episode 0 (demonstrations: seed 0)
 needs_assets = pytest.mark.skipif(not assets_available(), reason="gym-aloha assets are not installed (make install)")
 
 
-def test_the_image_model_sees_the_top_camera_and_observes_no_cube_pose():
-    cfg = json.loads((MODEL / "config.json").read_text())
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_the_image_model_sees_the_top_camera_and_observes_no_cube_pose(name):
+    model = MODELS / name
+    cfg = json.loads((model / "config.json").read_text())
     assert cfg["metadata"]["task"] == "aloha_transfer_cube"
     assert cfg["action"]["joint_names"] == list(TASK.action_names)
     assert cfg["observation"]["state_names"] == list(TASK.joint_names)  # the 14 joints, no cube_*
     assert cfg["observation"]["state_inputs"] == {}
     assert cfg["observation"]["camera_names"] == ["top"]
     assert cfg["auxiliary"]["state_names"] == ["cube_x", "cube_y", "cube_z"]  # training only
-    assert cfg["kind"] == "flow" and cfg["flow"]["default_steps"] <= 10
-    assert (MODEL / "model.safetensors").stat().st_size <= 25 * 2**20
-    rows = (MODEL / "success_curve.csv").read_text().splitlines()
+    assert cfg["kind"] == KINDS[name]
+    if KINDS[name] == "flow":
+        assert cfg["flow"]["default_steps"] <= 10
+    else:
+        assert cfg["diffusion"]["default_sampler"] == "ddim" and cfg["diffusion"]["default_steps"] <= 10
+    assert (model / "model.safetensors").stat().st_size <= 25 * 2**20
+    rows = (model / "success_curve.csv").read_text().splitlines()
     assert rows[0].startswith("step,episodes,seed,success") and len(rows) >= 3
     assert cfg["metadata"]["train_step"] in [int(r.split(",")[0]) for r in rows[1:]]
 
 
 @needs_assets
-def test_a_closed_loop_image_episode_commands_finite_joints_within_limits():
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_a_closed_loop_image_episode_commands_finite_joints_within_limits(name):
     from genpolicy_ros.sim.aloha.env import AlohaTransferCubeEnv
     from genpolicy_ros.sim.aloha.offline import rollout
     from genpolicy_ros.sim.aloha.rollout_policy import ModelActor
     from genpolicy_ros.sim.reach_env import ensure_headless_gl
 
     ensure_headless_gl()
-    actor = ModelActor(MODEL)
+    actor = ModelActor(MODELS / name)
     assert actor.cameras == ("top",) and actor.task.image_size == (96, 128)
     env = AlohaTransferCubeEnv(actor.task, render=True)
     try:
